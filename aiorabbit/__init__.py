@@ -1,0 +1,66 @@
+"""aiorabbit: a fast, asyncio-native RabbitMQ (AMQP 0-9-1) client.
+
+Quick start::
+
+    import aiorabbit
+
+    async with aiorabbit.connect() as conn:
+        ch = await conn.channel(publisher_confirms=True)
+        await ch.queue_declare("jobs", durable=True)
+        await ch.basic_publish(b"hello", routing_key="jobs")
+        async with ch.consume("jobs") as messages:
+            async for msg in messages:
+                print(msg.body)
+                await msg.ack()
+                break
+"""
+
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+from .channel import Channel, DeclareOk  # noqa: E402
+from .codec.properties import DeliveryMode, Properties  # noqa: E402
+from .codec.table import (  # noqa: E402
+    Float32,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    UInt8,
+    UInt16,
+    UInt32,
+)
+from .connection import Connection, connect  # noqa: E402
+from .consumer import Consumer  # noqa: E402
+from .exceptions import *  # noqa: E402,F403
+from .exceptions import __all__ as _exception_names  # noqa: E402
+from .message import IncomingMessage, ReturnedMessage  # noqa: E402
+from .parameters import ConnectionParameters  # noqa: E402
+
+logging.getLogger("aiorabbit").addHandler(logging.NullHandler())
+
+__all__ = [
+    "__version__",
+    "connect",
+    "Connection",
+    "ConnectionParameters",
+    "Channel",
+    "Consumer",
+    "DeclareOk",
+    "DeliveryMode",
+    "Properties",
+    "IncomingMessage",
+    "ReturnedMessage",
+    "Float32",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    *_exception_names,
+]

@@ -1,0 +1,739 @@
+"""AMQP channels: awaitable methods, publishing, confirms and deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .codec import methods as m
+from .codec._primitives import Buffer, Method
+from .codec.frames import encode_content_frames, encode_method_frame
+from .codec.properties import Properties
+from .consumer import Consumer
+from .exceptions import (
+    AMQPError,
+    ChannelClosed,
+    ConnectionClosed,
+    ConsumerCancelled,
+    InvalidArgument,
+    MessageAlreadySettled,
+    MessageReturned,
+    ProtocolError,
+    PublishNacked,
+    channel_error,
+)
+from .message import IncomingMessage, ReturnedMessage
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Channel", "DeclareOk"]
+
+log = logging.getLogger("aiorabbit")
+
+_NO_PROPERTIES = b"\x00\x00"
+_METHOD_CACHE_SIZE = 512
+
+ReturnCallback = Callable[[ReturnedMessage], Any]
+
+
+class DeclareOk(NamedTuple):
+    """Result of :meth:`Channel.queue_declare`."""
+
+    queue: str
+    message_count: int
+    consumer_count: int
+
+
+class Channel:
+    """One AMQP channel.  Open it with :meth:`Connection.channel`.
+
+    Synchronous methods are serialised: one is in flight at a time and the
+    others wait their turn in call order.  Publishing and settling are not
+    serialised and never wait for one another.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        number: int,
+        *,
+        on_return: ReturnCallback | None = None,
+    ) -> None:
+        self._conn = connection
+        self._loop = connection._loop
+        self.number = number
+        self.on_return = on_return
+        self._rpc_lock = asyncio.Lock()
+        self._rpc_waiter: asyncio.Future[Any] | None = None
+        self._rpc_expect: tuple[type[Method], ...] = ()
+        self._rpc_on_reply: Callable[[Any], None] | None = None
+        self._closed_exc: BaseException | None = None
+        self._closing = False
+        self._open_done = False
+        # content assembly
+        self._content_method: Method | None = None
+        self._content_size = 0
+        self._content_props = _NO_PROPERTIES
+        self._content_chunks: list[memoryview] = []
+        self._content_got = 0
+        # publishing
+        self._method_cache: dict[tuple[str, str, bool], bytes] = {}
+        self._confirm_mode = False
+        self._publish_seq = 0
+        self._confirms: dict[int, asyncio.Future[None]] = {}
+        self._confirm_order: collections.deque[int] = collections.deque()
+        self._mandatory: collections.deque[tuple[int, str, str]] = collections.deque()
+        # consuming
+        self._consumers: dict[str, Consumer] = {}
+        self._settled_through = 0
+        self._get_no_ack = False
+        self._handlers: dict[type[Method], Callable[[Any], None]] = {
+            m.BasicDeliver: self._on_deliver,
+            m.BasicAck: self._on_ack,
+            m.BasicNack: self._on_nack,
+            m.BasicReturn: self._start_content,
+            m.BasicGetOk: self._start_content,
+            m.BasicCancel: self._on_server_cancel,
+            m.ChannelClose: self._on_close,
+            m.ChannelFlow: self._on_flow,
+        }
+
+    # ------------------------------------------------------------------
+    # state
+
+    @property
+    def connection(self) -> Connection:
+        """The connection this channel belongs to."""
+        return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        """True while the channel can be used."""
+        return self._open_done and self._closed_exc is None and not self._closing
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the channel is closed."""
+        return self._closed_exc is not None
+
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """Why the channel closed, once it has."""
+        return self._closed_exc
+
+    @property
+    def publisher_confirms(self) -> bool:
+        """True once ``confirm.select`` succeeded on this channel."""
+        return self._confirm_mode
+
+    def _check_open(self) -> None:
+        exc = self._closed_exc
+        if exc is not None:
+            if isinstance(exc, ConnectionClosed):
+                raise exc
+            raise ChannelClosed(
+                getattr(exc, "reply_code", 0), getattr(exc, "reply_text", str(exc)), cause=exc
+            )
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else ("closed" if self.is_closed else "opening")
+        return f"<aiorabbit.Channel {self.number} {state}>"
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------
+    # synchronous methods
+
+    async def _call(
+        self, method: Method, on_reply: Callable[[Any], None] | None = None
+    ) -> Any:
+        """Send ``method`` and return its reply, one call at a time."""
+        self._check_open()
+        lock = self._rpc_lock
+        await lock.acquire()
+        fut: asyncio.Future[Any] | None = None
+        try:
+            self._check_open()
+            fut = self._loop.create_future()
+            self._rpc_waiter = fut
+            self._rpc_expect = method.RESPONSES
+            self._rpc_on_reply = on_reply
+            self._conn._send_method(self.number, method)
+            return await asyncio.shield(fut)
+        finally:
+            if fut is None or fut.done():
+                lock.release()
+            else:
+                # Cancelled while the reply is due: the slot stays taken until
+                # it arrives, so the next call cannot receive this reply.
+                fut.add_done_callback(lambda f: (_retrieve(f), lock.release()))
+
+    def _complete_rpc(self, result: Any) -> None:
+        fut = self._rpc_waiter
+        self._rpc_waiter = None
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    async def _open(self) -> None:
+        await self._call(m.ChannelOpen())
+        self._open_done = True
+
+    async def close(self) -> None:
+        """Close the channel (idempotent).  Consumers end, pending confirms
+        fail with :class:`ChannelClosed`."""
+        if self._closed_exc is not None or self._closing:
+            return
+        self._closing = True
+        try:
+            await self._call_closing(
+                m.ChannelClose(reply_code=200, reply_text="Normal shutdown", class_id=0, method_id=0)
+            )
+        except AMQPError:
+            pass
+        finally:
+            self._set_closed(ChannelClosed(200, "closed by client"))
+            self._conn._release_channel(self.number)
+
+    async def _call_closing(self, method: Method) -> None:
+        # Like _call, but allowed while ``_closing`` is set.
+        async with self._rpc_lock:
+            if self._closed_exc is not None:
+                return
+            fut = self._loop.create_future()
+            self._rpc_waiter = fut
+            self._rpc_expect = (m.ChannelCloseOk,)
+            self._rpc_on_reply = None
+            self._conn._send_method(self.number, method)
+            await fut
+
+    async def flow(self, active: bool) -> bool:
+        """Ask the broker to pause (``False``) or resume deliveries."""
+        reply = await self._call(m.ChannelFlow(active=active))
+        return bool(reply.active)
+
+    async def exchange_declare(
+        self,
+        exchange: str,
+        exchange_type: str = "direct",
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Declare an exchange (``passive``: only check that it exists)."""
+        await self._call(
+            m.ExchangeDeclare(
+                exchange=exchange,
+                type=exchange_type,
+                passive=passive,
+                durable=durable,
+                auto_delete=auto_delete,
+                internal=internal,
+                arguments=_table(arguments),
+            )
+        )
+
+    async def exchange_delete(self, exchange: str, *, if_unused: bool = False) -> None:
+        """Delete an exchange."""
+        await self._call(m.ExchangeDelete(exchange=exchange, if_unused=if_unused))
+
+    async def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind exchange ``destination`` to exchange ``source``."""
+        await self._call(
+            m.ExchangeBind(
+                destination=destination, source=source, routing_key=routing_key, arguments=_table(arguments)
+            )
+        )
+
+    async def exchange_unbind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Remove an exchange-to-exchange binding."""
+        await self._call(
+            m.ExchangeUnbind(
+                destination=destination, source=source, routing_key=routing_key, arguments=_table(arguments)
+            )
+        )
+
+    async def queue_declare(
+        self,
+        queue: str = "",
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> DeclareOk:
+        """Declare a queue; ``queue=""`` lets the broker name it."""
+        reply = await self._call(
+            m.QueueDeclare(
+                queue=queue,
+                passive=passive,
+                durable=durable,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+                arguments=_table(arguments),
+            )
+        )
+        return DeclareOk(reply.queue, reply.message_count, reply.consumer_count)
+
+    async def queue_bind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Bind a queue to an exchange."""
+        await self._call(
+            m.QueueBind(queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments))
+        )
+
+    async def queue_unbind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Remove a queue binding."""
+        await self._call(
+            m.QueueUnbind(queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments))
+        )
+
+    async def queue_purge(self, queue: str) -> int:
+        """Remove every ready message from ``queue``; return how many."""
+        reply = await self._call(m.QueuePurge(queue=queue))
+        return int(reply.message_count)
+
+    async def queue_delete(
+        self, queue: str, *, if_unused: bool = False, if_empty: bool = False
+    ) -> int:
+        """Delete a queue; return how many messages it held."""
+        reply = await self._call(m.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty))
+        return int(reply.message_count)
+
+    async def basic_qos(
+        self, prefetch_count: int = 0, prefetch_size: int = 0, global_qos: bool = False
+    ) -> None:
+        """Limit unacknowledged deliveries (per consumer unless ``global_qos``)."""
+        await self._call(
+            m.BasicQos(prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_=global_qos)
+        )
+
+    async def basic_recover(self, requeue: bool = True) -> None:
+        """Redeliver every unacknowledged message on this channel."""
+        await self._call(m.BasicRecover(requeue=requeue))
+
+    async def confirm_select(self) -> None:
+        """Enable publisher confirms: publishes then wait for the broker's ack."""
+        if self._confirm_mode:
+            return
+        await self._call(m.ConfirmSelect())
+        self._confirm_mode = True
+
+    async def tx_select(self) -> None:
+        """Put the channel in transaction mode."""
+        await self._call(m.TxSelect())
+
+    async def tx_commit(self) -> None:
+        """Commit the current transaction."""
+        await self._call(m.TxCommit())
+
+    async def tx_rollback(self) -> None:
+        """Roll back the current transaction."""
+        await self._call(m.TxRollback())
+
+    # ------------------------------------------------------------------
+    # publishing
+
+    async def basic_publish(
+        self,
+        body: Buffer,
+        *,
+        exchange: str = "",
+        routing_key: str = "",
+        properties: Properties | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        """Publish a message.
+
+        Without publisher confirms this returns once the frames are queued
+        for writing (waiting first while the broker blocks publishers or the
+        socket buffer is full).  With confirms it returns when the broker
+        acks, raising :class:`PublishNacked` on a nack and
+        :class:`MessageReturned` when a ``mandatory`` message is unroutable.
+        """
+        if self._closed_exc is not None:
+            self._check_open()
+        conn = self._conn
+        if conn._write_paused or conn._blocked_reason is not None or conn._closing:
+            await conn._wait_writable()
+            self._check_open()
+        key = (exchange, routing_key, mandatory)
+        method = self._method_cache.get(key)
+        if method is None:
+            method = self._encode_publish(key)
+        if properties is None:
+            props = _NO_PROPERTIES
+        elif isinstance(properties, Properties):
+            props = properties.encode()
+        else:
+            raise InvalidArgument("properties must be an aiorabbit.Properties")
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"body must be bytes-like, not {type(body).__name__}")
+        parts: list[Buffer] = [method]
+        encode_content_frames(self.number, 60, body, props, conn.frame_max, parts)
+        if not self._confirm_mode:
+            conn._send(parts, len(body) + 64)
+            return
+        self._publish_seq = tag = self._publish_seq + 1
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._confirms[tag] = fut
+        self._confirm_order.append(tag)
+        if mandatory:
+            self._mandatory.append((tag, exchange, routing_key))
+        conn._send(parts, len(body) + 64)
+        await fut
+
+    def _encode_publish(self, key: tuple[str, str, bool]) -> bytes:
+        exchange, routing_key, mandatory = key
+        frame = encode_method_frame(
+            self.number, m.BasicPublish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
+        )
+        if len(self._method_cache) >= _METHOD_CACHE_SIZE:
+            self._method_cache.clear()
+        self._method_cache[key] = frame
+        return frame
+
+    def _on_ack(self, method: m.BasicAck) -> None:
+        tag = method.delivery_tag
+        confirms = self._confirms
+        if method.multiple:
+            order = self._confirm_order
+            while order and order[0] <= tag:
+                fut = confirms.pop(order.popleft(), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+        else:
+            fut = confirms.pop(tag, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        if not confirms:
+            self._confirm_order.clear()
+
+    def _on_nack(self, method: m.BasicNack) -> None:
+        tag = method.delivery_tag
+        if method.multiple:
+            order = self._confirm_order
+            while order and order[0] <= tag:
+                number = order.popleft()
+                self._nack_one(number)
+        else:
+            self._nack_one(tag)
+
+    def _nack_one(self, tag: int) -> None:
+        fut = self._confirms.pop(tag, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(PublishNacked(tag))
+
+    def _on_return(self, method: m.BasicReturn, body: bytes, props: bytes) -> None:
+        returned = ReturnedMessage(
+            body, props, method.reply_code, method.reply_text, method.exchange, method.routing_key
+        )
+        # The broker returns a message before it acks it, and returns arrive
+        # in publish order: the oldest pending mandatory publish to the same
+        # exchange and routing key is the one that came back.
+        pending = self._mandatory
+        while pending and pending[0][0] not in self._confirms:
+            pending.popleft()
+        for entry in pending:
+            tag, exchange, routing_key = entry
+            if exchange == method.exchange and routing_key == method.routing_key:
+                fut = self._confirms.get(tag)
+                if fut is not None and not fut.done():
+                    pending.remove(entry)
+                    fut.set_exception(MessageReturned(returned))
+                    return
+        if self.on_return is not None:
+            try:
+                self.on_return(returned)
+            except Exception:
+                log.exception("on_return callback failed")
+        else:
+            log.warning("unroutable message returned: %r", returned)
+
+    # ------------------------------------------------------------------
+    # consuming
+
+    def consume(
+        self,
+        queue: str,
+        *,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        consumer_tag: str | None = None,
+    ) -> Consumer:
+        """A consumer to use as ``async with ch.consume(q) as messages:``
+        then ``async for msg in messages:``.  Leaving the block cancels it
+        and returns messages not yet handed out to the queue."""
+        return Consumer(
+            self, queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments, consumer_tag=consumer_tag
+        )
+
+    async def basic_consume(
+        self,
+        queue: str,
+        callback: Callable[[IncomingMessage], Any],
+        *,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        consumer_tag: str | None = None,
+    ) -> str:
+        """Start a consumer that calls ``callback(message)`` for each delivery
+        (a coroutine function is awaited, one message at a time, in order).
+        Return the consumer tag."""
+        consumer = Consumer(
+            self, queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments,
+            consumer_tag=consumer_tag, callback=callback,
+        )
+        await consumer.start()
+        assert consumer.consumer_tag is not None
+        return consumer.consumer_tag
+
+    async def basic_cancel(self, consumer_tag: str) -> None:
+        """Cancel the consumer with ``consumer_tag``."""
+        consumer = self._consumers.get(consumer_tag)
+        if consumer is None:
+            raise InvalidArgument(f"no consumer {consumer_tag!r} on this channel")
+        await consumer.cancel()
+
+    async def basic_get(self, queue: str, *, no_ack: bool = False) -> IncomingMessage | None:
+        """Fetch one message from ``queue``, or ``None`` if it is empty."""
+        self._get_no_ack = no_ack
+        return await self._call(m.BasicGet(queue=queue, no_ack=no_ack))  # type: ignore[no-any-return]
+
+    async def _basic_consume(self, consumer: Consumer) -> str:
+        def registered(reply: m.BasicConsumeOk) -> None:
+            # Runs before any delivery for the tag can be dispatched.
+            consumer.consumer_tag = reply.consumer_tag
+            self._consumers[reply.consumer_tag] = consumer
+
+        reply = await self._call(
+            m.BasicConsume(
+                queue=consumer.queue,
+                consumer_tag=consumer.consumer_tag or "",
+                no_ack=consumer.no_ack,
+                exclusive=consumer.exclusive,
+                arguments=_table(consumer.arguments),
+            ),
+            on_reply=registered,
+        )
+        return str(reply.consumer_tag)
+
+    async def _basic_cancel(self, consumer: Consumer) -> None:
+        tag = consumer.consumer_tag
+        if tag is None or tag not in self._consumers:
+            return
+        try:
+            await self._call(m.BasicCancel(consumer_tag=tag))
+        finally:
+            self._consumers.pop(tag, None)
+
+    def _on_deliver(self, method: m.BasicDeliver) -> None:
+        self._start_content(method)
+
+    def _on_server_cancel(self, method: m.BasicCancel) -> None:
+        consumer = self._consumers.pop(method.consumer_tag, None)
+        if not method.nowait:
+            self._conn._send_method(self.number, m.BasicCancelOk(consumer_tag=method.consumer_tag))
+        if consumer is not None:
+            log.warning("broker cancelled consumer %r", method.consumer_tag)
+            consumer._fail(ConsumerCancelled(method.consumer_tag))
+
+    def _settle(self, msg: IncomingMessage, kind: int, multiple: bool, requeue: bool) -> None:
+        if msg._channel is not self:  # pragma: no cover - defensive
+            raise MessageAlreadySettled("message belongs to another channel")
+        if self._closed_exc is not None:
+            self._check_open()
+        tag = msg.delivery_tag
+        if msg.settled or tag <= self._settled_through:
+            raise MessageAlreadySettled(f"delivery tag {tag} was already settled")
+        msg.settled = True
+        if multiple:
+            self._settled_through = tag
+        if kind == 0:
+            frame = m.BasicAck(delivery_tag=tag, multiple=multiple)
+        elif kind == 1:
+            frame = m.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)  # type: ignore[assignment]
+        else:
+            frame = m.BasicReject(delivery_tag=tag, requeue=requeue)  # type: ignore[assignment]
+        self._conn._send_one(encode_method_frame(self.number, frame))
+
+    # ------------------------------------------------------------------
+    # incoming frames
+
+    def _on_method(self, method: Method) -> None:
+        if self._content_method is not None:
+            self._protocol_error(f"{method.NAME} arrived in the middle of a content body")
+            return
+        waiter = self._rpc_waiter
+        if waiter is not None and isinstance(method, self._rpc_expect):
+            if type(method) is m.BasicGetOk:
+                self._start_content(method)
+                return
+            if type(method) is m.BasicGetEmpty:
+                self._complete_rpc(None)
+                return
+            on_reply = self._rpc_on_reply
+            if on_reply is not None:
+                self._rpc_on_reply = None
+                on_reply(method)
+            self._complete_rpc(method)
+            return
+        handler = self._handlers.get(type(method))
+        if handler is None:
+            self._protocol_error(f"unexpected {method.NAME}")
+            return
+        handler(method)
+
+    def _start_content(self, method: Method) -> None:
+        self._content_method = method
+        self._content_size = -1  # header due
+
+    def _on_header(self, body_size: int, props: bytes) -> None:
+        if self._content_method is None or self._content_size != -1:
+            self._protocol_error("unexpected content header")
+            return
+        self._content_props = props
+        self._content_size = body_size
+        self._content_got = 0
+        if body_size == 0:
+            self._finish_content(b"")
+
+    def _on_body(self, chunk: memoryview) -> None:
+        size = self._content_size
+        if self._content_method is None or size < 0:
+            self._protocol_error("unexpected content body")
+            return
+        got = self._content_got + len(chunk)
+        if got == size and not self._content_chunks:
+            self._finish_content(bytes(chunk))  # the one copy of the body
+            return
+        if got > size:
+            self._protocol_error("content body longer than its header said")
+            return
+        self._content_chunks.append(chunk)
+        self._content_got = got
+        if got == size:
+            body = b"".join(self._content_chunks)  # the one copy of the body
+            self._content_chunks = []
+            self._finish_content(body)
+
+    def _finish_content(self, body: bytes) -> None:
+        method = self._content_method
+        props = self._content_props
+        self._content_method = None
+        self._content_size = 0
+        kind = type(method)
+        if kind is m.BasicDeliver:
+            assert isinstance(method, m.BasicDeliver)
+            consumer = self._consumers.get(method.consumer_tag)
+            if consumer is None:
+                log.warning("delivery for unknown consumer %r: rejecting", method.consumer_tag)
+                self._conn._send_method(
+                    self.number, m.BasicReject(delivery_tag=method.delivery_tag, requeue=True)
+                )
+                return
+            consumer._deliver(
+                IncomingMessage(
+                    self, body, props, method.delivery_tag, method.redelivered, method.exchange,
+                    method.routing_key, method.consumer_tag, None, consumer.no_ack,
+                )
+            )
+        elif kind is m.BasicGetOk:
+            assert isinstance(method, m.BasicGetOk)
+            self._complete_rpc(
+                IncomingMessage(
+                    self, body, props, method.delivery_tag, method.redelivered, method.exchange,
+                    method.routing_key, None, method.message_count, self._get_no_ack,
+                )
+            )
+        else:
+            assert isinstance(method, m.BasicReturn)
+            self._on_return(method, body, props)
+
+    def _on_flow(self, method: m.ChannelFlow) -> None:
+        self._conn._send_method(self.number, m.ChannelFlowOk(active=method.active))
+
+    def _on_close(self, method: m.ChannelClose) -> None:
+        self._conn._send_method(self.number, m.ChannelCloseOk())
+        exc = channel_error(method.reply_code, method.reply_text)
+        log.info("broker closed channel %d: %s", self.number, exc)
+        self._set_closed(exc)
+        self._conn._release_channel(self.number)
+
+    def _protocol_error(self, text: str) -> None:
+        self._conn._protocol_failure(ProtocolError(f"channel {self.number}: {text}"))
+
+    def _set_closed(self, exc: BaseException) -> None:
+        """Fail everything waiting on this channel with ``exc``."""
+        if self._closed_exc is not None:
+            return
+        self._closed_exc = exc
+        self._content_method = None
+        self._content_chunks = []
+        fut = self._rpc_waiter
+        self._rpc_waiter = None
+        if fut is not None and not fut.done():
+            if isinstance(exc, ChannelClosed) and exc.reply_code == 200 and self._closing:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+        confirms = self._confirms
+        self._confirms = {}
+        self._confirm_order.clear()
+        self._mandatory.clear()
+        for pending in confirms.values():
+            if not pending.done():
+                pending.set_exception(exc)
+        consumers = list(self._consumers.values())
+        self._consumers.clear()
+        for consumer in consumers:
+            consumer._fail(exc)
+
+
+def _table(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if arguments is None:
+        return None
+    if not isinstance(arguments, Mapping):
+        raise InvalidArgument(f"arguments must be a mapping, not {type(arguments).__name__}")
+    return dict(arguments)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()

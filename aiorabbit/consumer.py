@@ -1,0 +1,201 @@
+"""Consumers: ``async for`` over deliveries, or a callback per message."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import AMQPError, ChannelClosed, ConnectionClosed, ConsumerCancelled
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .message import IncomingMessage
+
+__all__ = ["Consumer"]
+
+log = logging.getLogger("aiorabbit")
+
+# With no_ack the broker applies no prefetch limit; past this many buffered
+# messages the connection stops reading from the socket until the consumer
+# catches up, so memory stays bounded.
+NO_ACK_HIGH_WATER = 2000
+
+
+class Consumer:
+    """A running ``basic.consume``.
+
+    Use it as ``async with channel.consume(queue) as messages:`` and then
+    ``async for message in messages:``.  Messages are buffered between the
+    socket and the iterator; the broker bounds that buffer by the channel's
+    prefetch (``basic_qos``).  Leaving the ``async with`` block cancels the
+    consumer and rejects (requeues) what was delivered but not handed out.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        queue: str,
+        *,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        consumer_tag: str | None = None,
+        callback: Callable[[IncomingMessage], Any] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.arguments = arguments
+        #: The tag, known once the broker accepted the consumer.
+        self.consumer_tag: str | None = consumer_tag
+        self._buffer: collections.deque[IncomingMessage] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._exc: BaseException | None = None
+        self._started = False
+        self._cancelled = False
+        self._reading_paused = False
+        self._callback = callback
+        self._async_callback = callback is not None and (
+            inspect.iscoroutinefunction(callback)
+            or inspect.iscoroutinefunction(getattr(callback, "__call__", None))
+        )
+        self._worker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    async def start(self) -> Consumer:
+        """Send ``basic.consume`` (done by ``async with``)."""
+        if self._started:
+            return self
+        self._started = True
+        await self.channel._basic_consume(self)
+        if self._async_callback:
+            self._worker = asyncio.get_running_loop().create_task(self._run_callbacks())
+        return self
+
+    async def cancel(self) -> None:
+        """Cancel the consumer (idempotent) and requeue undelivered messages."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        try:
+            if self.channel.is_open:
+                await self.channel._basic_cancel(self)
+        except AMQPError:
+            pass
+        finally:
+            self._return_buffered()
+            if self._exc is None:
+                self._exc = StopAsyncIteration()
+            self._wake()
+            if self._worker is not None and self._worker is not asyncio.current_task():
+                self._worker.cancel()
+
+    async def __aenter__(self) -> Consumer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cancel()
+
+    def __repr__(self) -> str:
+        return f"<aiorabbit.Consumer queue={self.queue!r} tag={self.consumer_tag!r}>"
+
+    # ------------------------------------------------------------------
+    # iteration
+
+    def __aiter__(self) -> Consumer:
+        return self
+
+    async def __anext__(self) -> IncomingMessage:
+        buffer = self._buffer
+        while not buffer:
+            if self._exc is not None:
+                if isinstance(self._exc, StopAsyncIteration):
+                    raise StopAsyncIteration
+                raise self._exc
+            if not self._started:
+                raise RuntimeError("use the consumer inside 'async with' (or await start())")
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        msg = buffer.popleft()
+        if self._reading_paused and len(buffer) < NO_ACK_HIGH_WATER // 2:
+            self._reading_paused = False
+            self.channel.connection._resume_reading()
+        return msg
+
+    async def get(self, timeout: float | None = None) -> IncomingMessage:
+        """The next message (waiting up to ``timeout`` seconds)."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    # ------------------------------------------------------------------
+    # called by the channel
+
+    def _deliver(self, msg: IncomingMessage) -> None:
+        if self._callback is not None and not self._async_callback:
+            try:
+                self._callback(msg)
+            except Exception:
+                log.exception("consumer callback failed for %r", msg)
+            return
+        buffer = self._buffer
+        buffer.append(msg)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.no_ack and not self._reading_paused and len(buffer) >= NO_ACK_HIGH_WATER:
+            self._reading_paused = True
+            self.channel.connection._pause_reading()
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the iteration with ``exc`` after the buffered messages."""
+        if self._exc is None:
+            self._exc = exc
+        if isinstance(exc, (ChannelClosed, ConnectionClosed)):
+            # Their delivery tags are dead: handing them out would only lead
+            # to settle errors, and the broker requeues them anyway.
+            if not self.no_ack:
+                self._buffer.clear()
+        if self._reading_paused:
+            self._reading_paused = False
+            self.channel.connection._resume_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _return_buffered(self) -> None:
+        buffer = self._buffer
+        if self._reading_paused:
+            self._reading_paused = False
+            self.channel.connection._resume_reading()
+        if self.no_ack or not self.channel.is_open:
+            buffer.clear()
+            return
+        while buffer:
+            msg = buffer.popleft()
+            if not msg.settled:
+                msg.reject(requeue=True)
+
+    async def _run_callbacks(self) -> None:
+        assert self._callback is not None
+        try:
+            async for msg in self:
+                try:
+                    await self._callback(msg)
+                except Exception:
+                    log.exception("consumer callback failed for %r", msg)
+        except ConsumerCancelled:
+            log.info("consumer %r ended: cancelled by the broker", self.consumer_tag)
+        except AMQPError as exc:
+            log.info("consumer %r ended: %s", self.consumer_tag, exc)

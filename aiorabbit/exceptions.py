@@ -1,0 +1,361 @@
+"""The aiorabbit exception tree.
+
+Every error a public call raises derives from :class:`AMQPError`.  Reply codes
+the broker sends in ``channel.close`` / ``connection.close`` map to classes
+(:func:`channel_error` / :func:`connection_error`), so callers can catch
+``aiorabbit.NotFound`` rather than comparing numbers.  Transport failures
+(``OSError``, ``ssl.SSLError``, timeouts) are translated once, in the
+connection layer, into :class:`ConnectionLost` / :class:`AMQPConnectionError`.
+
+This module is pure: the sans-I/O codec imports it too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .message import ReturnedMessage
+
+__all__ = [
+    "AMQPError",
+    "InvalidArgument",
+    "ProtocolError",
+    "FrameError",
+    "AMQPConnectionError",
+    "ConnectionFailed",
+    "AuthenticationError",
+    "ConnectionClosed",
+    "ConnectionLost",
+    "HeartbeatTimeout",
+    "ConnectionForced",
+    "InvalidPath",
+    "FrameErrorReply",
+    "SyntaxErrorReply",
+    "CommandInvalid",
+    "ChannelErrorReply",
+    "UnexpectedFrame",
+    "ResourceError",
+    "NotAllowed",
+    "NotImplementedReply",
+    "InternalError",
+    "ChannelClosed",
+    "ContentTooLarge",
+    "NoRoute",
+    "NoConsumers",
+    "AccessRefused",
+    "NotFound",
+    "ResourceLocked",
+    "PreconditionFailed",
+    "ChannelExhausted",
+    "PublishNacked",
+    "MessageReturned",
+    "ConsumerCancelled",
+    "MessageAlreadySettled",
+    "channel_error",
+    "connection_error",
+]
+
+
+class AMQPError(Exception):
+    """Base class of every aiorabbit error."""
+
+
+class InvalidArgument(AMQPError, ValueError):
+    """A value given to aiorabbit cannot be sent: a name too long, an
+    unencodable header, an unknown URL option.  Nothing was sent."""
+
+
+class ProtocolError(AMQPError):
+    """The peer broke the AMQP protocol (unexpected method, bad state)."""
+
+
+class FrameError(ProtocolError):
+    """A frame could not be parsed: bad frame-end octet, unknown frame type,
+    a truncated or oversized frame, an undecodable field."""
+
+
+# --------------------------------------------------------------------------
+# connection level
+
+
+class AMQPConnectionError(AMQPError):
+    """Base of every error that concerns the whole connection."""
+
+
+class ConnectionFailed(AMQPConnectionError):
+    """The TCP/TLS connection or the AMQP handshake could not be completed
+    (host unreachable, refused, timed out, TLS verification failed)."""
+
+
+class AuthenticationError(ConnectionFailed):
+    """The broker refused the credentials (ACCESS_REFUSED during login)."""
+
+
+class ConnectionClosed(AMQPConnectionError):
+    """The connection is closed; ``reply_code`` / ``reply_text`` say why.
+
+    Raised in every pending call, iterator and confirm when the connection
+    closes, and by any call made on a closed connection.
+    """
+
+    reply_code_default: ClassVar[int] = 0
+
+    def __init__(self, reply_code: int | None = None, reply_text: str = "") -> None:
+        self.reply_code: int = (
+            self.reply_code_default if reply_code is None else reply_code
+        )
+        self.reply_text: str = reply_text
+        super().__init__(self.reply_code, reply_text)
+
+    def __str__(self) -> str:
+        return f"({self.reply_code}) {self.reply_text}" if self.reply_text else (
+            f"({self.reply_code})"
+        )
+
+
+class ConnectionLost(ConnectionClosed):
+    """The socket closed or failed without an AMQP close handshake."""
+
+
+class HeartbeatTimeout(ConnectionLost):
+    """Nothing was received from the broker for two heartbeat intervals."""
+
+
+class ConnectionForced(ConnectionClosed):
+    """320 CONNECTION_FORCED: an operator or the broker closed the connection."""
+
+    reply_code_default = 320
+
+
+class InvalidPath(ConnectionClosed):
+    """402 INVALID_PATH: the virtual host name is invalid."""
+
+    reply_code_default = 402
+
+
+class FrameErrorReply(ConnectionClosed):
+    """501 FRAME_ERROR: the broker could not parse a frame we sent."""
+
+    reply_code_default = 501
+
+
+class SyntaxErrorReply(ConnectionClosed):
+    """502 SYNTAX_ERROR: the broker found an illegal field value."""
+
+    reply_code_default = 502
+
+
+class CommandInvalid(ConnectionClosed):
+    """503 COMMAND_INVALID: a method was not allowed in the current state."""
+
+    reply_code_default = 503
+
+
+class ChannelErrorReply(ConnectionClosed):
+    """504 CHANNEL_ERROR: a frame was sent on a channel that is not open."""
+
+    reply_code_default = 504
+
+
+class UnexpectedFrame(ConnectionClosed):
+    """505 UNEXPECTED_FRAME: the broker got a frame it did not expect."""
+
+    reply_code_default = 505
+
+
+class ResourceError(ConnectionClosed):
+    """506 RESOURCE_ERROR: the broker lacks resources (e.g. channel_max)."""
+
+    reply_code_default = 506
+
+
+class NotAllowed(ConnectionClosed):
+    """530 NOT_ALLOWED: for example an unknown or forbidden virtual host."""
+
+    reply_code_default = 530
+
+
+class NotImplementedReply(ConnectionClosed):
+    """540 NOT_IMPLEMENTED: the broker does not implement the method."""
+
+    reply_code_default = 540
+
+
+class InternalError(ConnectionClosed):
+    """541 INTERNAL_ERROR: the broker hit an internal error."""
+
+    reply_code_default = 541
+
+
+# --------------------------------------------------------------------------
+# channel level
+
+
+class ChannelClosed(AMQPError):
+    """The channel is closed.
+
+    The call whose method made the broker close the channel raises the
+    specific subclass (``NotFound``, ``PreconditionFailed``...); later calls
+    on that channel raise a plain ``ChannelClosed`` whose ``cause`` is it.
+    """
+
+    reply_code_default: ClassVar[int] = 0
+
+    def __init__(
+        self,
+        reply_code: int | None = None,
+        reply_text: str = "",
+        *,
+        cause: BaseException | None = None,
+    ) -> None:
+        self.reply_code: int = (
+            self.reply_code_default if reply_code is None else reply_code
+        )
+        self.reply_text: str = reply_text
+        self.cause: BaseException | None = cause
+        super().__init__(self.reply_code, reply_text)
+
+    def __str__(self) -> str:
+        text = f"({self.reply_code}) {self.reply_text}"
+        if self.cause is not None and self.cause is not self:
+            text += f" [cause: {self.cause!r}]"
+        return text
+
+
+class ContentTooLarge(ChannelClosed):
+    """311 CONTENT_TOO_LARGE."""
+
+    reply_code_default = 311
+
+
+class NoRoute(ChannelClosed):
+    """312 NO_ROUTE."""
+
+    reply_code_default = 312
+
+
+class NoConsumers(ChannelClosed):
+    """313 NO_CONSUMERS."""
+
+    reply_code_default = 313
+
+
+class AccessRefused(ChannelClosed):
+    """403 ACCESS_REFUSED: the user lacks a permission for the resource."""
+
+    reply_code_default = 403
+
+
+class NotFound(ChannelClosed):
+    """404 NOT_FOUND: the exchange or queue does not exist."""
+
+    reply_code_default = 404
+
+
+class ResourceLocked(ChannelClosed):
+    """405 RESOURCE_LOCKED: for example another connection's exclusive queue."""
+
+    reply_code_default = 405
+
+
+class PreconditionFailed(ChannelClosed):
+    """406 PRECONDITION_FAILED: for example a redeclare with other arguments."""
+
+    reply_code_default = 406
+
+
+class ChannelExhausted(AMQPError):
+    """Every channel number up to the negotiated ``channel_max`` is in use."""
+
+
+# --------------------------------------------------------------------------
+# publishing and consuming
+
+
+class PublishNacked(AMQPError):
+    """The broker answered a confirmed publish with ``basic.nack``."""
+
+    def __init__(self, delivery_tag: int) -> None:
+        self.delivery_tag = delivery_tag
+        super().__init__(f"broker nacked publish #{delivery_tag}")
+
+
+class MessageReturned(AMQPError):
+    """A mandatory publish could not be routed; ``message`` is what came back."""
+
+    def __init__(self, message: ReturnedMessage) -> None:
+        self.message = message
+        super().__init__(
+            f"message returned ({message.reply_code} {message.reply_text}) "
+            f"exchange={message.exchange!r} routing_key={message.routing_key!r}"
+        )
+
+
+class ConsumerCancelled(AMQPError):
+    """The broker cancelled the consumer (for example, its queue was deleted)."""
+
+    def __init__(self, consumer_tag: str) -> None:
+        self.consumer_tag = consumer_tag
+        super().__init__(f"consumer {consumer_tag!r} was cancelled by the broker")
+
+
+class MessageAlreadySettled(AMQPError):
+    """A message was acked, nacked or rejected twice, or settled after its
+    channel closed (its delivery tag would mean nothing, or another message,
+    on any other channel)."""
+
+
+_CHANNEL_ERRORS: dict[int, type[ChannelClosed]] = {
+    cls.reply_code_default: cls
+    for cls in (
+        ContentTooLarge,
+        NoRoute,
+        NoConsumers,
+        AccessRefused,
+        NotFound,
+        ResourceLocked,
+        PreconditionFailed,
+    )
+}
+
+_CONNECTION_ERRORS: dict[int, type[ConnectionClosed]] = {
+    cls.reply_code_default: cls
+    for cls in (
+        ConnectionForced,
+        InvalidPath,
+        FrameErrorReply,
+        SyntaxErrorReply,
+        CommandInvalid,
+        ChannelErrorReply,
+        UnexpectedFrame,
+        ResourceError,
+        NotAllowed,
+        NotImplementedReply,
+        InternalError,
+    )
+}
+
+
+def channel_error(reply_code: int, reply_text: str) -> ChannelClosed:
+    """The exception for a ``channel.close`` carrying ``reply_code``."""
+    cls = _CHANNEL_ERRORS.get(reply_code, ChannelClosed)
+    return cls(reply_code, reply_text)
+
+
+def connection_error(reply_code: int, reply_text: str) -> ConnectionClosed:
+    """The exception for a ``connection.close`` carrying ``reply_code``."""
+    if reply_code == 403:
+        # ACCESS_REFUSED on the connection means a failed login.
+        return _AuthenticationClosed(reply_code, reply_text)
+    cls = _CONNECTION_ERRORS.get(reply_code, ConnectionClosed)
+    return cls(reply_code, reply_text)
+
+
+class _AuthenticationClosed(AuthenticationError, ConnectionClosed):
+    """Login refused: both an AuthenticationError and a ConnectionClosed."""
+
+    reply_code_default = 403
+
+    def __init__(self, reply_code: int | None = None, reply_text: str = "") -> None:
+        ConnectionClosed.__init__(self, reply_code, reply_text)

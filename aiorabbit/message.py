@@ -1,0 +1,168 @@
+"""Messages handed to consumers and returned by the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from .codec.properties import Properties
+
+if TYPE_CHECKING:
+    from .channel import Channel
+
+__all__ = ["IncomingMessage", "ReturnedMessage"]
+
+_NO_PROPERTIES = b"\x00\x00"
+
+
+class _Done:
+    """An already-finished awaitable: settling never waits, but reads as
+    ``await msg.ack()`` in async code (and works without the ``await``)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+DONE = _Done()
+
+
+class _Content:
+    """Shared by delivered and returned messages: body plus lazy properties."""
+
+    __slots__ = ("body", "_raw_properties", "_properties")
+
+    body: bytes
+    _raw_properties: bytes
+    _properties: Properties | None
+
+    @property
+    def properties(self) -> Properties:
+        """The message properties (decoded on first access)."""
+        props = self._properties
+        if props is None:
+            raw = self._raw_properties
+            props = Properties() if raw == _NO_PROPERTIES else Properties.decode(raw)
+            self._properties = props
+        return props
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The ``headers`` property, or an empty dict."""
+        return self.properties.headers or {}
+
+
+class IncomingMessage(_Content):
+    """A message delivered by ``basic.deliver`` or ``basic.get``.
+
+    Settle it exactly once with :meth:`ack`, :meth:`nack` or :meth:`reject`
+    (unless it was consumed with ``no_ack=True``).
+    """
+
+    __slots__ = (
+        "_channel",
+        "delivery_tag",
+        "redelivered",
+        "exchange",
+        "routing_key",
+        "consumer_tag",
+        "message_count",
+        "settled",
+    )
+
+    _channel: Channel
+    delivery_tag: int
+    redelivered: bool
+    exchange: str
+    routing_key: str
+    #: The consumer's tag (``None`` for ``basic.get``).
+    consumer_tag: str | None
+    #: Messages left in the queue (``basic.get`` only).
+    message_count: int | None
+    #: True once acked, nacked or rejected (always True with ``no_ack``).
+    settled: bool
+
+    def __init__(
+        self,
+        channel: Channel,
+        body: bytes,
+        raw_properties: bytes,
+        delivery_tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        consumer_tag: str | None = None,
+        message_count: int | None = None,
+        settled: bool = False,
+    ) -> None:
+        self._channel = channel
+        self.body = body
+        self._raw_properties = raw_properties
+        self._properties = None
+        self.delivery_tag = delivery_tag
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.consumer_tag = consumer_tag
+        self.message_count = message_count
+        self.settled = settled
+
+    @property
+    def channel(self) -> Channel:
+        """The channel the message arrived on."""
+        return self._channel
+
+    def ack(self, *, multiple: bool = False) -> _Done:
+        """Acknowledge the message (``multiple``: and every earlier one).
+
+        Raises :class:`~aiorabbit.MessageAlreadySettled` if it was settled
+        already and :class:`~aiorabbit.ChannelClosed` if its channel closed.
+        """
+        self._channel._settle(self, 0, multiple, False)
+        return DONE
+
+    def nack(self, *, requeue: bool = True, multiple: bool = False) -> _Done:
+        """Negatively acknowledge the message (RabbitMQ's ``basic.nack``)."""
+        self._channel._settle(self, 1, multiple, requeue)
+        return DONE
+
+    def reject(self, *, requeue: bool = True) -> _Done:
+        """Reject the message; ``requeue=False`` dead-letters or drops it."""
+        self._channel._settle(self, 2, False, requeue)
+        return DONE
+
+    def __repr__(self) -> str:
+        return (
+            f"<IncomingMessage tag={self.delivery_tag} exchange={self.exchange!r} "
+            f"routing_key={self.routing_key!r} body={len(self.body)} bytes>"
+        )
+
+
+class ReturnedMessage(_Content):
+    """A mandatory message the broker could not route (``basic.return``)."""
+
+    __slots__ = ("reply_code", "reply_text", "exchange", "routing_key")
+
+    def __init__(
+        self,
+        body: bytes,
+        raw_properties: bytes,
+        reply_code: int,
+        reply_text: str,
+        exchange: str,
+        routing_key: str,
+    ) -> None:
+        self.body = body
+        self._raw_properties = raw_properties
+        self._properties = None
+        self.reply_code = reply_code
+        self.reply_text = reply_text
+        self.exchange = exchange
+        self.routing_key = routing_key
+
+    def __repr__(self) -> str:
+        return (
+            f"<ReturnedMessage {self.reply_code} {self.reply_text} "
+            f"exchange={self.exchange!r} routing_key={self.routing_key!r}>"
+        )

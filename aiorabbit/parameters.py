@@ -1,0 +1,222 @@
+"""Connection parameters from an ``amqp://`` / ``amqps://`` URL and keywords."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .exceptions import InvalidArgument
+
+__all__ = ["ConnectionParameters", "DEFAULT_URL"]
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+_AUTH_MECHANISMS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
+
+
+@dataclasses.dataclass
+class ConnectionParameters:
+    """Everything needed to open a connection.
+
+    Build one with :meth:`from_url`; every field can also be given to
+    :func:`aiorabbit.connect` as a keyword argument.  The password is never
+    shown by ``repr``.
+    """
+
+    host: str = "localhost"
+    port: int = 5672
+    username: str = "guest"
+    password: str = dataclasses.field(default="guest", repr=False)
+    virtual_host: str = "/"
+    #: Heartbeat interval in seconds; ``None`` accepts the broker's proposal,
+    #: 0 disables heartbeats.
+    heartbeat: int | None = None
+    channel_max: int = 2047
+    frame_max: int = 131072
+    #: How many times to try to connect (1 = once).
+    connection_attempts: int = 1
+    #: Seconds to wait between connection attempts.
+    retry_delay: float = 2.0
+    #: Seconds allowed for TCP connect, TLS and the AMQP handshake together.
+    connection_timeout: float = 10.0
+    locale: str = "en_US"
+    auth_mechanism: str = "PLAIN"
+    #: Client-provided connection name shown in the management UI.
+    name: str | None = None
+    ssl: bool = False
+    #: An :class:`ssl.SSLContext` to use instead of one built from the fields below.
+    ssl_context: ssl.SSLContext | None = dataclasses.field(default=None, repr=False)
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    #: Verify the server certificate and host name (the default).
+    verify: bool = True
+    #: Host name sent with SNI and checked against the certificate.
+    server_hostname: str | None = None
+    #: Extra client properties merged into those aiorabbit sends.
+    client_properties: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise :class:`InvalidArgument` naming a bad one."""
+        _check_int("port", self.port, 1, 65535)
+        if self.heartbeat is not None:
+            _check_int("heartbeat", self.heartbeat, 0, 65535)
+        _check_int("channel_max", self.channel_max, 0, 65535)
+        _check_int("frame_max", self.frame_max, 0, 2**32 - 1)
+        if self.frame_max and self.frame_max < 4096:
+            raise InvalidArgument("frame_max must be 0 (no limit) or at least 4096")
+        _check_int("connection_attempts", self.connection_attempts, 1, 2**31)
+        _check_number("retry_delay", self.retry_delay)
+        _check_number("connection_timeout", self.connection_timeout)
+        if self.connection_timeout <= 0:
+            raise InvalidArgument("connection_timeout must be greater than 0")
+        mech = self.auth_mechanism.upper()
+        if mech not in _AUTH_MECHANISMS:
+            raise InvalidArgument(
+                f"auth_mechanism {self.auth_mechanism!r} is not one of "
+                f"{', '.join(_AUTH_MECHANISMS)}"
+            )
+        self.auth_mechanism = mech
+        if len(self.virtual_host.encode()) > 255:
+            raise InvalidArgument("virtual_host is longer than 255 bytes")
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectionParameters(url={self.url!r}, heartbeat={self.heartbeat}, "
+            f"frame_max={self.frame_max}, channel_max={self.channel_max}, "
+            f"name={self.name!r})"
+        )
+
+    @property
+    def url(self) -> str:
+        """The URL of these parameters with the password masked."""
+        scheme = "amqps" if self.ssl else "amqp"
+        vhost = self.virtual_host.replace("%", "%25").replace("/", "%2F")
+        return f"{scheme}://{self.username}:******@{self.host}:{self.port}/{vhost}"
+
+    def replace(self, **changes: Any) -> ConnectionParameters:
+        """A copy with ``changes`` applied (and validated)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise InvalidArgument(f"unknown connection option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def make_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context to connect with, or ``None`` for plain TCP."""
+        if not self.ssl:
+            return None
+        if self.ssl_context is not None:
+            return self.ssl_context
+        context = ssl.create_default_context(cafile=self.cafile)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+    @classmethod
+    def from_url(cls, url: str | None = None, **overrides: Any) -> ConnectionParameters:
+        """Parse ``url`` (default ``$AMQP_URL``, else :data:`DEFAULT_URL`).
+
+        Query options: ``heartbeat`` (alias ``heartbeat_interval``),
+        ``channel_max``, ``frame_max``, ``connection_attempts``,
+        ``retry_delay``, ``connection_timeout`` (alias ``socket_timeout``),
+        ``locale``, ``auth_mechanism``, ``name`` (alias ``connection_name``),
+        ``cafile`` (alias ``ca_certs``), ``certfile``, ``keyfile``,
+        ``verify`` (``verify_peer`` / ``verify_none`` or a boolean),
+        ``server_name_indication`` (alias ``server_hostname``).  Keyword
+        arguments override the URL.
+        """
+        if url is None:
+            url = os.environ.get("AMQP_URL") or DEFAULT_URL
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise InvalidArgument(f"malformed AMQP URL: {exc}") from None
+        if parts.scheme not in ("amqp", "amqps"):
+            raise InvalidArgument(
+                f"URL scheme must be amqp or amqps, not {parts.scheme!r}"
+            )
+        tls = parts.scheme == "amqps"
+        values: dict[str, Any] = {
+            "host": unquote(parts.hostname or "localhost"),
+            "port": port or (5671 if tls else 5672),
+            "ssl": tls,
+        }
+        if parts.username is not None:
+            values["username"] = unquote(parts.username)
+        if parts.password is not None:
+            values["password"] = unquote(parts.password)
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        values["virtual_host"] = unquote(path) if path else "/"
+        for key, raw in parse_qsl(parts.query, keep_blank_values=True):
+            name = _ALIASES.get(key, key)
+            parser = _QUERY_OPTIONS.get(name)
+            if parser is None:
+                raise InvalidArgument(f"unknown URL option {key!r}")
+            try:
+                values[name] = parser(raw)
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"malformed value {raw!r} for URL option {key!r}") from None
+        for key, value in overrides.items():
+            name = _ALIASES.get(key, key)
+            if name not in _FIELD_NAMES:
+                raise InvalidArgument(f"unknown connection option {key!r}")
+            values[name] = value
+        return cls(**values)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidArgument(f"{name} must be an integer from {low} to {high}, not {value!r}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise InvalidArgument(f"{name} must be a non-negative number, not {value!r}")
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on", "verify_peer", "cert_required"):
+        return True
+    if lowered in ("0", "false", "no", "off", "verify_none", "cert_none"):
+        return False
+    raise ValueError(raw)
+
+
+_QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "heartbeat": int,
+    "channel_max": int,
+    "frame_max": int,
+    "connection_attempts": int,
+    "retry_delay": float,
+    "connection_timeout": float,
+    "locale": str,
+    "auth_mechanism": str,
+    "name": str,
+    "cafile": str,
+    "certfile": str,
+    "keyfile": str,
+    "verify": _bool,
+    "server_hostname": str,
+}
+_ALIASES = {
+    "heartbeat_interval": "heartbeat",
+    "socket_timeout": "connection_timeout",
+    "connection_name": "name",
+    "ca_certs": "cafile",
+    "cacertfile": "cafile",
+    "server_name_indication": "server_hostname",
+    "server_name": "server_hostname",
+    "auth": "auth_mechanism",
+}
+_FIELD_NAMES = {f.name for f in dataclasses.fields(ConnectionParameters)}
