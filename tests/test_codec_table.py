@@ -88,9 +88,7 @@ TAG_FIXTURES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("value", "wire", "decoded_type"), TAG_FIXTURES, ids=lambda v: repr(v)[:30]
-)
+@pytest.mark.parametrize(("value", "wire", "decoded_type"), TAG_FIXTURES, ids=lambda v: repr(v)[:30])
 def test_value_fixture(value, wire, decoded_type):
     assert encode_value(value) == wire
     decoded = _decode_one(wire)
@@ -572,7 +570,7 @@ def _has_nan(value) -> bool:
 
 
 @given(field_tables)
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_table_round_trip(table):
     wire = encode_table(table)
     decoded, offset = decode_table(wire)
@@ -587,6 +585,7 @@ def test_table_round_trip(table):
 
 
 @given(field_values)
+@settings(deadline=None)
 def test_value_round_trip(value):
     wire = encode_value(value)
     decoded = _decode_one(wire)
@@ -657,9 +656,7 @@ raw_leaves = st.one_of(
 
 
 def _raw_table(entries: dict) -> bytes:
-    body = b"".join(
-        bytes([len(k.encode())]) + k.encode() + v for k, v in entries.items()
-    )
+    body = b"".join(bytes([len(k.encode())]) + k.encode() + v for k, v in entries.items())
     return _u32(len(body)) + body
 
 
@@ -674,11 +671,13 @@ raw_values = st.recursive(
 
 
 @given(raw_values)
+@settings(deadline=None)
 def test_raw_value_re_encodes_identically(raw):
     assert encode_value(_decode_one(raw)) == raw
 
 
 @given(st.dictionaries(keys, raw_values, max_size=6))
+@settings(deadline=None)
 def test_raw_table_re_encodes_identically(entries):
     wire = _raw_table(entries)
     decoded, offset = decode_table(wire)
@@ -718,16 +717,19 @@ def _decode_must_only_raise_frame_error(data: bytes) -> None:
 
 
 @given(st.binary(max_size=200))
+@settings(deadline=None)
 def test_fuzz_random_bytes(data):
     _decode_must_only_raise_frame_error(data)
 
 
 @given(st.binary(max_size=120))
+@settings(deadline=None)
 def test_fuzz_random_bytes_with_plausible_length(body):
     _decode_must_only_raise_frame_error(_u32(len(body)) + body)
 
 
 @given(st.dictionaries(keys, raw_values, min_size=1, max_size=4), st.data())
+@settings(deadline=None)
 def test_fuzz_mutated_tables(entries, data):
     wire = bytearray(_raw_table(entries))
     for _ in range(data.draw(st.integers(1, 3))):

@@ -294,7 +294,7 @@ def encode_content_frames(
     Bodies larger than a frame are split into ``memoryview`` slices of the
     caller's buffer: nothing is copied here.
     """
-    size = len(body)
+    size = memoryview(body).nbytes  # bytes, not items, for array-like buffers
     out.append(
         _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), class_id, 0, size)
         + properties

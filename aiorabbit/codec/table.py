@@ -283,7 +283,7 @@ def _encode_table(table: Mapping[str, Any], out: list[bytes], path: str) -> None
             raise InvalidArgument(f"field table key {key!r} in {path or 'the table'} is not a str")
         raw = key.encode("utf-8")
         if len(raw) > 255:
-            raise InvalidArgument(f"field table key {path + '.' if path else ''}{key[:40]!r}... exceeds 255 bytes")
+            raise InvalidArgument(f"table key {path + '.' if path else ''}{key[:40]!r}... exceeds 255 bytes")
         out.append(_B.pack(len(raw)))
         out.append(raw)
         _encode_value(value, out, f"{path}.{key}" if path else key)
