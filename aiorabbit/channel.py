@@ -157,6 +157,7 @@ class Channel:
     ) -> Any:
         """Send ``method`` and return its reply, one call at a time."""
         self._check_open()
+        frame = encode_method_frame(self.number, method)  # bad input raises here
         lock = self._rpc_lock
         await lock.acquire()
         fut: asyncio.Future[Any] | None = None
@@ -166,7 +167,7 @@ class Channel:
             self._rpc_waiter = fut
             self._rpc_expect = method.RESPONSES
             self._rpc_on_reply = on_reply
-            self._conn._send_method(self.number, method)
+            self._conn._send_one(frame)
             return await asyncio.shield(fut)
         finally:
             if fut is None or fut.done():

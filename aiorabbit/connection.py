@@ -300,7 +300,7 @@ class Connection:
         try:
             context = params.make_ssl_context()
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectionFailed(f"cannot build the TLS context: {exc}") from None
+            raise ConnectionFailed(f"cannot build the TLS context: {exc}", retryable=False) from None
         try:
             await self._loop.create_connection(
                 lambda: _Protocol(self),
@@ -309,6 +309,10 @@ class Connection:
                 ssl=context,
                 server_hostname=(params.server_hostname or params.host) if context else None,
             )
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectionFailed(
+                f"TLS certificate of {params.host}:{params.port} did not verify: {exc}", retryable=False
+            ) from None
         except ssl.SSLError as exc:
             raise ConnectionFailed(f"TLS handshake with {params.host}:{params.port} failed: {exc}") from None
         except OSError as exc:
@@ -696,7 +700,9 @@ class _Connect:
 
 
 def _retryable(exc: AMQPError) -> bool:
-    return isinstance(exc, ConnectionFailed) or isinstance(exc, ConnectionLost)
+    if isinstance(exc, ConnectionFailed):
+        return exc.retryable
+    return isinstance(exc, ConnectionLost)
 
 
 def connect(url: str | None = None, **options: Any) -> _Connect:

@@ -85,11 +85,22 @@ class AMQPConnectionError(AMQPError):
 
 class ConnectionFailed(AMQPConnectionError):
     """The TCP/TLS connection or the AMQP handshake could not be completed
-    (host unreachable, refused, timed out, TLS verification failed)."""
+    (host unreachable, refused, timed out, TLS verification failed).
+
+    ``retryable`` is False where trying again cannot help (a certificate
+    that does not verify, a TLS context that cannot be built).
+    """
+
+    def __init__(self, *args: object, retryable: bool = True) -> None:
+        super().__init__(*args)
+        self.retryable = retryable
 
 
 class AuthenticationError(ConnectionFailed):
     """The broker refused the credentials (ACCESS_REFUSED during login)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args, retryable=False)
 
 
 class ConnectionClosed(AMQPConnectionError):
@@ -359,3 +370,4 @@ class _AuthenticationClosed(AuthenticationError, ConnectionClosed):
 
     def __init__(self, reply_code: int | None = None, reply_text: str = "") -> None:
         ConnectionClosed.__init__(self, reply_code, reply_text)
+        self.retryable = False

@@ -83,6 +83,14 @@ class ConnectionParameters:
                 f"{', '.join(_AUTH_MECHANISMS)}"
             )
         self.auth_mechanism = mech
+        if self.ssl_context is not None:
+            self.ssl = True
+        if not self.ssl:
+            given = [n for n in ("cafile", "certfile", "keyfile") if getattr(self, n)]
+            if given:
+                raise InvalidArgument(
+                    f"{', '.join(given)} given without TLS: use an amqps:// URL or ssl=True"
+                )
         if len(self.virtual_host.encode()) > 255:
             raise InvalidArgument("virtual_host is longer than 255 bytes")
 

@@ -143,6 +143,9 @@ def gen_decode(cls: str, args: list[tuple[str, str]]) -> list[str]:
     if args:
         lines.append("        if offset != len(data):")
         lines.append(f"            raise FrameError(f\"{{cls.NAME}}: {{len(data) - offset}} trailing bytes\")")
+    else:
+        lines.append("        if len(data):")
+        lines.append(f"            raise FrameError(f\"{{cls.NAME}}: {{len(data)}} trailing bytes\")")
     lines.append("        return self")
     return lines
 

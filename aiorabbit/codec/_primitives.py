@@ -83,7 +83,12 @@ def _shortstr(value: str, name: str) -> bytes:
 
 
 def _longstr(value: bytes | str) -> bytes:
-    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+    else:
+        raise InvalidArgument(f"long string must be str or bytes, not {type(value).__name__}")
     return _I.pack(len(raw)) + raw
 
 

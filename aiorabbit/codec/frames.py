@@ -139,6 +139,8 @@ def decode_method(payload: Buffer) -> Method:
         return cls.decode(view[4:])
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise FrameError(f"truncated or malformed {cls.NAME}: {exc}") from None
+    except RecursionError:
+        raise FrameError(f"{cls.NAME}: field tables nested too deeply") from None
 
 
 class FrameParser:
@@ -294,7 +296,15 @@ def encode_content_frames(
     Bodies larger than a frame are split into ``memoryview`` slices of the
     caller's buffer: nothing is copied here.
     """
-    size = memoryview(body).nbytes  # bytes, not items, for array-like buffers
+    # Bytes, not items, for array-like buffers.
+    size = len(body) if type(body) is bytes else memoryview(body).nbytes
+    limit = frame_max or _UNLIMITED
+    if 12 + len(properties) + 8 > limit:
+        raise InvalidArgument(
+            f"message properties ({len(properties)} bytes) do not fit in frame_max {frame_max}"
+        )
+    if limit <= 8:
+        raise InvalidArgument(f"frame_max {frame_max} is too small")
     out.append(
         _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), class_id, 0, size)
         + properties
@@ -302,9 +312,7 @@ def encode_content_frames(
     )
     if not size:
         return
-    chunk = (frame_max or _UNLIMITED) - 8
-    if chunk <= 0:
-        raise InvalidArgument(f"frame_max {frame_max} is too small")
+    chunk = limit - 8
     if size <= chunk:
         out.append(_FRAME_HEAD.pack(FRAME_BODY, channel, size))
         out.append(body)

@@ -401,6 +401,8 @@ class ConnectionCloseOk(Method):
     def decode(cls, data: Buffer) -> ConnectionCloseOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -457,6 +459,8 @@ class ConnectionUnblocked(Method):
     def decode(cls, data: Buffer) -> ConnectionUnblocked:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -517,6 +521,8 @@ class ConnectionUpdateSecretOk(Method):
     def decode(cls, data: Buffer) -> ConnectionUpdateSecretOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -721,6 +727,8 @@ class ChannelCloseOk(Method):
     def decode(cls, data: Buffer) -> ChannelCloseOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -893,6 +901,8 @@ class ExchangeDeclareOk(Method):
     def decode(cls, data: Buffer) -> ExchangeDeclareOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -963,6 +973,8 @@ class ExchangeDeleteOk(Method):
     def decode(cls, data: Buffer) -> ExchangeDeleteOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -1042,6 +1054,8 @@ class ExchangeBindOk(Method):
     def decode(cls, data: Buffer) -> ExchangeBindOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -1121,6 +1135,8 @@ class ExchangeUnbindOk(Method):
     def decode(cls, data: Buffer) -> ExchangeUnbindOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -1300,6 +1316,8 @@ class QueueBindOk(Method):
     def decode(cls, data: Buffer) -> QueueBindOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -1535,6 +1553,8 @@ class QueueUnbindOk(Method):
     def decode(cls, data: Buffer) -> QueueUnbindOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -1600,6 +1620,8 @@ class BasicQosOk(Method):
     def decode(cls, data: Buffer) -> BasicQosOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2218,6 +2240,8 @@ class BasicRecoverOk(Method):
     def decode(cls, data: Buffer) -> BasicRecoverOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2284,6 +2308,8 @@ class TxSelect(Method):
     def decode(cls, data: Buffer) -> TxSelect:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2307,6 +2333,8 @@ class TxSelectOk(Method):
     def decode(cls, data: Buffer) -> TxSelectOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2330,6 +2358,8 @@ class TxCommit(Method):
     def decode(cls, data: Buffer) -> TxCommit:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2353,6 +2383,8 @@ class TxCommitOk(Method):
     def decode(cls, data: Buffer) -> TxCommitOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2376,6 +2408,8 @@ class TxRollback(Method):
     def decode(cls, data: Buffer) -> TxRollback:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2399,6 +2433,8 @@ class TxRollbackOk(Method):
     def decode(cls, data: Buffer) -> TxRollbackOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 
@@ -2457,6 +2493,8 @@ class ConfirmSelectOk(Method):
     def decode(cls, data: Buffer) -> ConfirmSelectOk:
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
+        if len(data):
+            raise FrameError(f"{cls.NAME}: {len(data)} trailing bytes")
         return self
 
 

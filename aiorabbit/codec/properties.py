@@ -154,6 +154,8 @@ class Properties:
             return cls._decode(data)
         except (IndexError, struct.error, UnicodeDecodeError) as exc:
             raise FrameError(f"malformed content properties: {exc}") from None
+        except RecursionError:
+            raise FrameError("content properties: headers nested too deeply") from None
 
     @classmethod
     def _decode(cls, data: Buffer) -> Properties:
@@ -196,8 +198,8 @@ def _encode_timestamp(value: Any) -> bytes:
         seconds = int(value)
     else:
         raise InvalidArgument(f"timestamp must be a datetime, not {value!r}")
-    if seconds < 0:
-        raise InvalidArgument(f"timestamp {value!r} is before 1970")
+    if not 0 <= seconds < 2**64:
+        raise InvalidArgument(f"timestamp {value!r} is outside the AMQP range (1970 onwards)")
     return _Q.pack(seconds)
 
 

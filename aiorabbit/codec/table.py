@@ -434,4 +434,7 @@ def decode_table(
     data: bytes | memoryview, offset: int = 0, end: int | None = None
 ) -> tuple[dict[str, Any], int]:
     """Decode a length-prefixed field table; return ``(table, new_offset)``."""
-    return _decode_table(data, offset, len(data) if end is None else end)
+    try:
+        return _decode_table(data, offset, len(data) if end is None else end)
+    except RecursionError:
+        raise FrameError("field tables nested too deeply") from None

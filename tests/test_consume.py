@@ -1,0 +1,239 @@
+"""Consuming: async iteration, callbacks, basic.get, settling, cancels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import aiorabbit
+from aiorabbit import (
+    ChannelClosed,
+    ConnectionForced,
+    ConsumerCancelled,
+    IncomingMessage,
+    MessageAlreadySettled,
+)
+
+from . import ctl
+
+
+async def _fill(ch: aiorabbit.Channel, count: int, **declare: object) -> str:
+    q = (await ch.queue_declare("", exclusive=True, **declare)).queue  # type: ignore[arg-type]
+    confirm = await ch.connection.channel(publisher_confirms=True)
+    await asyncio.gather(*(confirm.basic_publish(b"%d" % i, routing_key=q) for i in range(count)))
+    await confirm.close()
+    return q
+
+
+async def test_async_for_with_manual_ack(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 50)
+    await channel.basic_qos(prefetch_count=10)
+    got = []
+    async with channel.consume(q) as messages:
+        assert messages.consumer_tag and messages.consumer_tag.startswith("amq.ctag-")
+        async for msg in messages:
+            assert isinstance(msg, IncomingMessage)
+            assert msg.consumer_tag == messages.consumer_tag
+            assert msg.routing_key == q and msg.exchange == "" and not msg.redelivered
+            got.append(int(msg.body))
+            await msg.ack()
+            if len(got) == 50:
+                break
+    assert got == list(range(50))
+    assert (await channel.queue_declare(q, passive=True)).message_count == 0
+
+
+async def test_buffer_is_bounded_by_prefetch(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 100)
+    await channel.basic_qos(prefetch_count=7)
+    async with channel.consume(q) as messages:
+        await asyncio.sleep(0.3)
+        assert len(messages._buffer) == 7
+        first = await messages.get(timeout=5)
+        await asyncio.sleep(0.2)
+        assert len(messages._buffer) == 6  # not acked yet: no new delivery
+        await first.ack()
+        await asyncio.sleep(0.2)
+        assert len(messages._buffer) == 7
+
+
+async def test_leaving_early_requeues_undelivered(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 10)
+    await channel.basic_qos(prefetch_count=10)
+    async with channel.consume(q) as messages:
+        await asyncio.sleep(0.2)
+        taken = 0
+        async for msg in messages:
+            await msg.ack()
+            taken += 1
+            if taken == 3:
+                break
+    await asyncio.sleep(0.1)
+    assert (await channel.queue_declare(q, passive=True)).message_count == 7
+    rest = []
+    while (msg := await channel.basic_get(q, no_ack=True)) is not None:
+        rest.append(int(msg.body))
+    assert sorted(rest) == list(range(3, 10))
+
+
+async def test_explicit_consumer_tag_exclusive_and_no_ack(connection: aiorabbit.Connection) -> None:
+    ch = await connection.channel()
+    q = await _fill(ch, 5)
+    async with ch.consume(q, no_ack=True, exclusive=True, consumer_tag="my-tag") as messages:
+        assert messages.consumer_tag == "my-tag"
+        other = await connection.channel()
+        with pytest.raises(aiorabbit.AccessRefused):
+            async with other.consume(q):
+                pass
+        bodies = [(await messages.get(timeout=5)).body for _ in range(5)]
+    assert bodies == [b"0", b"1", b"2", b"3", b"4"]
+
+
+async def test_no_ack_messages_cannot_be_settled(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 1)
+    async with channel.consume(q, no_ack=True) as messages:
+        msg = await messages.get(timeout=5)
+        assert msg.settled
+        with pytest.raises(MessageAlreadySettled):
+            await msg.ack()
+
+
+async def test_broker_cancel_ends_iteration(connection: aiorabbit.Connection) -> None:
+    ch = await connection.channel()
+    q = await _fill(ch, 2)
+    admin = await connection.channel()
+    seen = []
+    with pytest.raises(ConsumerCancelled) as info:
+        async with ch.consume(q) as messages:
+            async for msg in messages:
+                seen.append(msg.body)
+                await msg.ack()
+                if len(seen) == 2:
+                    await admin.queue_delete(q)
+    assert seen == [b"0", b"1"]
+    assert info.value.consumer_tag.startswith("amq.ctag-")
+    assert ch.is_open  # a cancelled consumer does not close its channel
+
+
+async def test_connection_loss_raises_in_the_loop(amqp_url: str) -> None:
+    conn = await aiorabbit.connect(amqp_url, name="consume-loss-test")
+    ch = await conn.channel()
+    q = (await ch.queue_declare("", exclusive=True)).queue
+
+    async def run() -> None:
+        async with ch.consume(q) as messages:
+            async for _ in messages:
+                pass
+
+    task = asyncio.ensure_future(run())
+    await asyncio.sleep(0.3)
+    await ctl.close_connection("consume-loss-test")
+    with pytest.raises(ConnectionForced):
+        await asyncio.wait_for(task, 10)
+    await conn.close()
+
+
+async def test_callback_consumers(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 20)
+    sync_seen: list[bytes] = []
+    async_seen: list[bytes] = []
+    done = asyncio.Event()
+
+    def on_sync(msg: IncomingMessage) -> None:
+        sync_seen.append(msg.body)
+        msg.ack()
+
+    async def on_async(msg: IncomingMessage) -> None:
+        await asyncio.sleep(0)
+        async_seen.append(msg.body)
+        await msg.ack()
+        if len(async_seen) + len(sync_seen) == 20:
+            done.set()
+
+    await channel.basic_qos(prefetch_count=1)
+    tag1 = await channel.basic_consume(q, on_sync)
+    tag2 = await channel.basic_consume(q, on_async, consumer_tag="async-consumer")
+    assert tag2 == "async-consumer" and tag1 != tag2
+    for _ in range(100):
+        if len(async_seen) + len(sync_seen) == 20:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(int(b) for b in sync_seen + async_seen) == list(range(20))
+    await channel.basic_cancel(tag1)
+    await channel.basic_cancel(tag2)
+    with pytest.raises(aiorabbit.InvalidArgument):
+        await channel.basic_cancel(tag1)
+
+
+async def test_basic_get_fields_and_empty(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 3)
+    msg = await channel.basic_get(q)
+    assert msg is not None
+    assert msg.body == b"0" and msg.message_count == 2 and msg.consumer_tag is None
+    assert not msg.settled
+    await msg.ack()
+    assert msg.settled
+    while await channel.basic_get(q, no_ack=True):
+        pass
+    assert await channel.basic_get(q) is None
+
+
+async def test_settle_twice_raises(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 3)
+    msg = await channel.basic_get(q)
+    assert msg is not None
+    await msg.ack()
+    with pytest.raises(MessageAlreadySettled):
+        await msg.ack()
+    with pytest.raises(MessageAlreadySettled):
+        msg.nack()
+    a = await channel.basic_get(q)
+    b = await channel.basic_get(q)
+    assert a is not None and b is not None
+    await b.ack(multiple=True)  # settles a too
+    with pytest.raises(MessageAlreadySettled):
+        a.reject()
+    assert channel.is_open
+    assert (await channel.queue_declare(q, passive=True)).message_count == 0
+
+
+async def test_nack_requeue_and_reject_drop(channel: aiorabbit.Channel) -> None:
+    q = await _fill(channel, 2)
+    first = await channel.basic_get(q)
+    assert first is not None
+    await first.nack(requeue=True)
+    again = await channel.basic_get(q)
+    assert again is not None and again.body == b"0" and again.redelivered
+    await again.reject(requeue=False)
+    second = await channel.basic_get(q)
+    assert second is not None and second.body == b"1"
+    await second.reject(requeue=False)
+    assert await channel.basic_get(q) is None
+
+
+async def test_settle_on_closed_channel_raises(connection: aiorabbit.Connection) -> None:
+    ch = await connection.channel()
+    q = await _fill(ch, 1)
+    msg = await ch.basic_get(q)
+    assert msg is not None
+    await ch.close()
+    with pytest.raises(ChannelClosed):
+        await msg.ack()
+
+
+async def test_dead_lettering_on_reject(channel: aiorabbit.Channel) -> None:
+    dlq = (await channel.queue_declare("", exclusive=True)).queue
+    q = await _fill(
+        channel, 1, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
+    )
+    msg = await channel.basic_get(q)
+    assert msg is not None
+    await msg.reject(requeue=False)
+    for _ in range(50):
+        dead = await channel.basic_get(dlq, no_ack=True)
+        if dead is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert dead is not None and dead.body == b"0"
+    assert dead.headers["x-death"][0]["reason"] == "rejected"
