@@ -21,9 +21,9 @@ import logging
 
 __version__ = "0.1.0"
 
-from .channel import Channel, DeclareOk  # noqa: E402
-from .codec.properties import DeliveryMode, Properties  # noqa: E402
-from .codec.table import (  # noqa: E402
+from .channel import Channel, DeclareOk
+from .codec.properties import DeliveryMode, Properties
+from .codec.table import (
     Float32,
     Int8,
     Int16,
@@ -33,12 +33,12 @@ from .codec.table import (  # noqa: E402
     UInt16,
     UInt32,
 )
-from .connection import Connection, connect  # noqa: E402
-from .consumer import Consumer  # noqa: E402
-from .exceptions import *  # noqa: E402,F403
-from .exceptions import __all__ as _exception_names  # noqa: E402
-from .message import IncomingMessage, ReturnedMessage  # noqa: E402
-from .parameters import ConnectionParameters  # noqa: E402
+from .connection import Connection, connect
+from .consumer import Consumer
+from .exceptions import *  # noqa: F403
+from .exceptions import __all__ as _exception_names
+from .message import IncomingMessage, ReturnedMessage
+from .parameters import ConnectionParameters
 
 logging.getLogger("aiorabbit").addHandler(logging.NullHandler())
 

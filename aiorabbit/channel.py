@@ -175,7 +175,11 @@ class Channel:
             else:
                 # Cancelled while the reply is due: the slot stays taken until
                 # it arrives, so the next call cannot receive this reply.
-                fut.add_done_callback(lambda f: (_retrieve(f), lock.release()))
+                def release(done: asyncio.Future[Any]) -> None:
+                    _retrieve(done)
+                    lock.release()
+
+                fut.add_done_callback(release)
 
     def _complete_rpc(self, result: Any) -> None:
         fut = self._rpc_waiter
@@ -320,7 +324,9 @@ class Channel:
     ) -> None:
         """Remove a queue binding."""
         await self._call(
-            m.QueueUnbind(queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments))
+            m.QueueUnbind(
+                queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments)
+            )
         )
 
     async def queue_purge(self, queue: str) -> int:

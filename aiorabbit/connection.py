@@ -88,7 +88,7 @@ class _Protocol(asyncio.Protocol):
 class _Router:
     """The parser's frame sink: routes frames to channel 0 or a channel."""
 
-    __slots__ = ("conn", "channels")
+    __slots__ = ("channels", "conn")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -634,13 +634,13 @@ class Connection:
         if self._heartbeat_handle is not None:
             self._heartbeat_handle.cancel()
             self._heartbeat_handle = None
-        for waiter in (self._ch0_waiter, self._writable, self._unblocked, self._close_waiter):
+        if self._close_waiter is not None and not self._close_waiter.done():
+            self._close_waiter.set_result(None)
+        waiters: list[asyncio.Future[Any] | None] = [self._ch0_waiter, self._writable, self._unblocked]
+        for waiter in waiters:
             if waiter is not None and not waiter.done():
-                if waiter is self._close_waiter:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(exc)
-                    waiter.exception()  # retrieved: nobody may be waiting
+                waiter.set_exception(exc)
+                waiter.exception()  # retrieved: nobody may be waiting
         self._ch0_waiter = None
         for ch in list(self._channels.values()):
             ch._set_closed(exc)

@@ -62,7 +62,7 @@ class Consumer:
         self._callback = callback
         self._async_callback = callback is not None and (
             inspect.iscoroutinefunction(callback)
-            or inspect.iscoroutinefunction(getattr(callback, "__call__", None))
+            or inspect.iscoroutinefunction(type(callback).__call__)
         )
         self._worker: asyncio.Task[None] | None = None
 

@@ -31,7 +31,7 @@ DONE = _Done()
 class _Content:
     """Shared by delivered and returned messages: body plus lazy properties."""
 
-    __slots__ = ("body", "_raw_properties", "_properties")
+    __slots__ = ("_properties", "_raw_properties", "body")
 
     body: bytes
     _raw_properties: bytes
@@ -62,12 +62,12 @@ class IncomingMessage(_Content):
 
     __slots__ = (
         "_channel",
-        "delivery_tag",
-        "redelivered",
-        "exchange",
-        "routing_key",
         "consumer_tag",
+        "delivery_tag",
+        "exchange",
         "message_count",
+        "redelivered",
+        "routing_key",
         "settled",
     )
 
@@ -142,7 +142,7 @@ class IncomingMessage(_Content):
 class ReturnedMessage(_Content):
     """A mandatory message the broker could not route (``basic.return``)."""
 
-    __slots__ = ("reply_code", "reply_text", "exchange", "routing_key")
+    __slots__ = ("exchange", "reply_code", "reply_text", "routing_key")
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import ssl
 from collections.abc import Callable, Mapping
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -48,7 +49,7 @@ class ConnectionParameters:
     name: str | None = None
     ssl: bool = False
     #: An :class:`ssl.SSLContext` to use instead of one built from the fields below.
-    ssl_context: ssl.SSLContext | None = dataclasses.field(default=None, repr=False)
+    ssl_context: SSLContext | None = dataclasses.field(default=None, repr=False)
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
@@ -115,7 +116,7 @@ class ConnectionParameters:
             raise InvalidArgument(f"unknown connection option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
-    def make_ssl_context(self) -> ssl.SSLContext | None:
+    def make_ssl_context(self) -> SSLContext | None:
         """The TLS context to connect with, or ``None`` for plain TCP."""
         if not self.ssl:
             return None

@@ -28,7 +28,7 @@ async def connections(node: str | None = None) -> list[dict[str, Any]]:
         "list_connections", "client_properties", "--formatter", "json", node=node
     )
     rows = []
-    for pid, row in zip(pids.split(), json.loads(props)):
+    for pid, row in zip(pids.split(), json.loads(props), strict=True):
         rows.append({"pid": pid, "name": _connection_name(row)})
     return rows
 

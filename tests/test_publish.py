@@ -101,7 +101,7 @@ async def test_mandatory_returns_are_matched_to_their_publish(connection: aiorab
         ),
         return_exceptions=True,
     )
-    for i, (key, result) in enumerate(zip(keys, results)):
+    for i, (key, result) in enumerate(zip(keys, results, strict=True)):
         if key == "routable":
             assert result is None
         else:

@@ -57,7 +57,10 @@ def default_literal(kind: str, value: object) -> str:
 
 
 def gen_encode(cls_id: int, m_id: int, args: list[tuple[str, str]]) -> list[str]:
-    lines = ["    def encode(self) -> bytes:", '        """The method frame payload: class id, method id, arguments."""']
+    lines = [
+        "    def encode(self) -> bytes:",
+        '        """The method frame payload: class id, method id, arguments."""',
+    ]
     head = f"b'\\x{cls_id >> 8:02x}\\x{cls_id & 255:02x}\\x{m_id >> 8:02x}\\x{m_id & 255:02x}'"
     if not args:
         lines.append(f"        return {head}")
@@ -142,10 +145,10 @@ def gen_decode(cls: str, args: list[tuple[str, str]]) -> list[str]:
         i += 1
     if args:
         lines.append("        if offset != len(data):")
-        lines.append(f"            raise FrameError(f\"{{cls.NAME}}: {{len(data) - offset}} trailing bytes\")")
+        lines.append("            raise FrameError(f\"{cls.NAME}: {len(data) - offset} trailing bytes\")")
     else:
         lines.append("        if len(data):")
-        lines.append(f"            raise FrameError(f\"{{cls.NAME}}: {{len(data)}} trailing bytes\")")
+        lines.append("            raise FrameError(f\"{cls.NAME}: {len(data)} trailing bytes\")")
     lines.append("        return self")
     return lines
 

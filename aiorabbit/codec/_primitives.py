@@ -43,7 +43,7 @@ class Method:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
+        return self.as_dict() == other.as_dict()
 
     def __hash__(self) -> int:
         return hash(self.INDEX)

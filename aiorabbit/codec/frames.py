@@ -150,7 +150,7 @@ class FrameParser:
     accepted; set it after ``connection.tune`` (0 means no limit).
     """
 
-    __slots__ = ("_frame_max", "_buf", "_body_left", "_body_channel", "_need_end")
+    __slots__ = ("_body_channel", "_body_left", "_buf", "_frame_max", "_need_end")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._frame_max = frame_max or _UNLIMITED

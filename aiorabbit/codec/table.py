@@ -324,12 +324,12 @@ def encode_value(value: Any) -> bytes:
 # decoding
 
 
-def _need(data: bytes | memoryview, offset: int, size: int, end: int) -> None:
+def _need(data: bytes | bytearray | memoryview, offset: int, size: int, end: int) -> None:
     if offset + size > end:
         raise FrameError("field table truncated")
 
 
-def decode_value(data: bytes | memoryview, offset: int, end: int) -> tuple[Any, int]:
+def decode_value(data: bytes | bytearray | memoryview, offset: int, end: int) -> tuple[Any, int]:
     """Decode one tagged value at ``offset``; return ``(value, new_offset)``."""
     _need(data, offset, 1, end)
     tag = data[offset]
@@ -392,7 +392,7 @@ def decode_value(data: bytes | memoryview, offset: int, end: int) -> tuple[Any, 
 
 
 def _decode_table(
-    data: bytes | memoryview, offset: int, end: int
+    data: bytes | bytearray | memoryview, offset: int, end: int
 ) -> tuple[dict[str, Any], int]:
     _need(data, offset, 4, end)
     (size,) = _I.unpack_from(data, offset)
@@ -415,7 +415,7 @@ def _decode_table(
 
 
 def _decode_array(
-    data: bytes | memoryview, offset: int, end: int
+    data: bytes | bytearray | memoryview, offset: int, end: int
 ) -> tuple[list[Any], int]:
     _need(data, offset, 4, end)
     (size,) = _I.unpack_from(data, offset)
@@ -431,7 +431,7 @@ def _decode_array(
 
 
 def decode_table(
-    data: bytes | memoryview, offset: int = 0, end: int | None = None
+    data: bytes | bytearray | memoryview, offset: int = 0, end: int | None = None
 ) -> tuple[dict[str, Any], int]:
     """Decode a length-prefixed field table; return ``(table, new_offset)``."""
     try:
