@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set everything up (scripts/setup.sh), then run the checks and the whole test
+# suite under the default event loop (with branch coverage) and again under
+# uvloop.  Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest (asyncio loop, branch coverage)"
+.venv/bin/python -m pytest -p no:cacheprovider --cov=aiorabbit --cov-branch \
+    --cov-report=term "$@"
+echo "== pytest (uvloop; the sans-I/O codec tests do not depend on the loop)"
+AIORABBIT_TEST_LOOP=uvloop .venv/bin/python -m pytest -p no:cacheprovider -q \
+    --ignore-glob='tests/test_codec_*' "$@"
