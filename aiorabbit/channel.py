@@ -90,7 +90,7 @@ class Channel:
         # consuming
         self._consumers: dict[str, Consumer] = {}
         self._settled_through = 0
-        self._get_no_ack = False
+        self._rpc_request: Method | None = None
         self._handlers: dict[type[Method], Callable[[Any], None]] = {
             m.BasicDeliver: self._on_deliver,
             m.BasicAck: self._on_ack,
@@ -167,6 +167,7 @@ class Channel:
             self._rpc_waiter = fut
             self._rpc_expect = method.RESPONSES
             self._rpc_on_reply = on_reply
+            self._rpc_request = method
             self._conn._send_one(frame)
             return await asyncio.shield(fut)
         finally:
@@ -540,7 +541,6 @@ class Channel:
 
     async def basic_get(self, queue: str, *, no_ack: bool = False) -> IncomingMessage | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
-        self._get_no_ack = no_ack
         return await self._call(m.BasicGet(queue=queue, no_ack=no_ack))  # type: ignore[no-any-return]
 
     async def _basic_consume(self, consumer: Consumer) -> str:
@@ -686,7 +686,8 @@ class Channel:
             self._complete_rpc(
                 IncomingMessage(
                     self, body, props, method.delivery_tag, method.redelivered, method.exchange,
-                    method.routing_key, None, method.message_count, self._get_no_ack,
+                    method.routing_key, None, method.message_count,
+                    getattr(self._rpc_request, "no_ack", False),
                 )
             )
         else:

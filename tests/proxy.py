@@ -23,6 +23,7 @@ class Proxy:
         self.rate: float | None = None
         self._server: asyncio.AbstractServer | None = None
         self._links: set[asyncio.StreamWriter] = set()
+        self._clients: list[asyncio.StreamWriter] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -63,6 +64,11 @@ class Proxy:
         self.stall_upstream = self.stall_downstream = False
         self._resumed.set()
 
+    def inject(self, data: bytes) -> None:
+        """Send ``data`` to every client as if the broker had sent it."""
+        for writer in self._clients:
+            writer.write(data)
+
     def cut(self) -> None:
         """Close every open link at once (both sides see a reset/EOF)."""
         for writer in list(self._links):
@@ -77,6 +83,7 @@ class Proxy:
             writer.close()
             return
         self._links.update((writer, up_writer))
+        self._clients.append(writer)
         for src, dst, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
             task = asyncio.get_running_loop().create_task(self._pump(src, dst, upstream))
             self._tasks.add(task)

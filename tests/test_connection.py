@@ -268,3 +268,29 @@ async def test_repr_and_logs_hide_password(amqp_url: str, caplog: pytest.LogCapt
 def test_logger_has_only_a_null_handler() -> None:
     handlers = logging.getLogger("aiorabbit").handlers
     assert handlers and all(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+@pytest.mark.parametrize(
+    ("garbage", "needle"),
+    [
+        (b"\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x00\x50\x00", "frame-end"),  # bad end octet
+        (b"\x09\x00\x00\x00\x00\x00\x00\xce", "unknown frame type"),
+        (b"\x01\x00\x00\x00\x00\x00\x02\x00\x0a\xce", "truncated"),
+        (b"\x01\x00\x00\x00\x00\x00\x04\x00\x63\x00\x01\xce", "unknown method"),
+        (b"\x03\x00\x00\x01\x00\x00\x00\x00", "frame_max"),  # 16 MiB body frame > frame_max
+    ],
+)
+async def test_malformed_frame_from_server_fails_cleanly(garbage: bytes, needle: str) -> None:
+    async with Proxy("127.0.0.1", 5672) as proxy:
+        conn = await aiorabbit.connect(proxy.url)
+        ch = await conn.channel()
+        q = (await ch.queue_declare("", exclusive=True)).queue
+        waiter = asyncio.ensure_future(conn.wait_closed())
+        proxy.inject(garbage)
+        reason = await asyncio.wait_for(waiter, 5)
+        assert isinstance(reason, aiorabbit.ConnectionLost)
+        assert isinstance(reason.__cause__, aiorabbit.FrameError)
+        assert needle in str(reason)
+        with pytest.raises(aiorabbit.ConnectionLost):
+            await ch.basic_get(q)
+        await conn.close()
