@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import struct
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,6 +37,10 @@ log = logging.getLogger("aiorabbit")
 
 _NO_PROPERTIES = b"\x00\x00"
 _METHOD_CACHE_SIZE = 512
+# basic.ack (80) / basic.reject (90) / basic.nack (120) as one whole frame:
+# type, channel, size 13, class 60, method, delivery tag, flag bits, frame end.
+_SETTLE_FRAME = struct.Struct(">BHIHHQBB")
+_SETTLE_METHOD = (80, 120, 90)
 
 ReturnCallback = Callable[[ReturnedMessage], Any]
 
@@ -593,12 +598,14 @@ class Channel:
         if multiple:
             self._settled_through = tag
         if kind == 0:
-            frame = m.BasicAck(delivery_tag=tag, multiple=multiple)
+            bits = 1 if multiple else 0  # multiple
         elif kind == 1:
-            frame = m.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)  # type: ignore[assignment]
+            bits = (1 if multiple else 0) | (2 if requeue else 0)  # multiple, requeue
         else:
-            frame = m.BasicReject(delivery_tag=tag, requeue=requeue)  # type: ignore[assignment]
-        self._conn._send_one(encode_method_frame(self.number, frame))
+            bits = 1 if requeue else 0  # requeue
+        self._conn._send_one(
+            _SETTLE_FRAME.pack(1, self.number, 13, 60, _SETTLE_METHOD[kind], tag, bits, 0xCE)
+        )
 
     # ------------------------------------------------------------------
     # incoming frames

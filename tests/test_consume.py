@@ -237,3 +237,21 @@ async def test_dead_lettering_on_reject(channel: aiorabbit.Channel) -> None:
         await asyncio.sleep(0.02)
     assert dead is not None and dead.body == b"0"
     assert dead.headers["x-death"][0]["reason"] == "rejected"
+
+
+@pytest.mark.parametrize("multiple", [False, True])
+@pytest.mark.parametrize("requeue", [False, True])
+def test_prebuilt_settle_frames_match_the_codec(multiple: bool, requeue: bool) -> None:
+    from aiorabbit.channel import _SETTLE_FRAME
+    from aiorabbit.codec import methods as m
+    from aiorabbit.codec.frames import encode_method_frame
+
+    def frame(method_id: int, bits: int) -> bytes:
+        return _SETTLE_FRAME.pack(1, 7, 13, 60, method_id, 2**40 + 5, bits, 0xCE)
+
+    tag = 2**40 + 5
+    assert frame(80, int(multiple)) == encode_method_frame(7, m.BasicAck(delivery_tag=tag, multiple=multiple))
+    assert frame(120, int(multiple) | 2 * int(requeue)) == encode_method_frame(
+        7, m.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)
+    )
+    assert frame(90, int(requeue)) == encode_method_frame(7, m.BasicReject(delivery_tag=tag, requeue=requeue))
