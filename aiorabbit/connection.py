@@ -246,6 +246,14 @@ class Connection:
             await asyncio.shield(self._lost)
             return
         self._closing = True
+        # Publishers waiting for room or for an unblock would wait out the
+        # whole handshake: they fail now, as any call after close() does.
+        closing = ConnectionClosed(0, "connection is closing")
+        for waiter in (self._writable, self._unblocked):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(closing)
+                waiter.exception()
+        graceful = False
         try:
             self._write_now(
                 encode_method_frame(
@@ -257,10 +265,17 @@ class Connection:
             await asyncio.wait_for(
                 asyncio.shield(self._close_waiter), self.params.connection_timeout
             )
+            graceful = True
         except (asyncio.TimeoutError, AMQPError):
             pass
         finally:
-            self._shutdown(ConnectionClosed(reply_code, f"closed by client: {reply_text}"))
+            exc = ConnectionClosed(reply_code, f"closed by client: {reply_text}")
+            if graceful:
+                self._shutdown(exc)
+            else:
+                # No close-ok: the broker may not be reading at all (blocked),
+                # so drop unsent bytes instead of waiting for them to drain.
+                self._abort(exc)
         await asyncio.shield(self._lost)
 
     async def __aenter__(self) -> Connection:
