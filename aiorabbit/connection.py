@@ -67,9 +67,7 @@ class _Protocol(asyncio.Protocol):
         conn._received = True
         try:
             self.feed(data, conn._router)
-        except FrameError as exc:
-            conn._protocol_failure(exc)
-        except ProtocolError as exc:
+        except ProtocolError as exc:  # FrameError included
             conn._protocol_failure(exc)
 
     def eof_received(self) -> bool:
