@@ -255,3 +255,20 @@ def test_prebuilt_settle_frames_match_the_codec(multiple: bool, requeue: bool) -
         7, m.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)
     )
     assert frame(90, int(requeue)) == encode_method_frame(7, m.BasicReject(delivery_tag=tag, requeue=requeue))
+
+
+async def test_no_ack_buffer_is_bounded_and_nothing_lost(channel: aiorabbit.Channel) -> None:
+    from aiorabbit.consumer import NO_ACK_HIGH_WATER
+
+    total = 3 * NO_ACK_HIGH_WATER + 500
+    q = await _fill(channel, total)
+    connection = channel.connection
+    async with channel.consume(q, no_ack=True) as messages:
+        await asyncio.sleep(0.5)  # not reading: deliveries pile up, then reading stops
+        assert connection._read_pauses == 1
+        buffered = len(messages._buffer)
+        # Bounded: the high-water mark plus what one socket read can carry.
+        assert NO_ACK_HIGH_WATER <= buffered < total
+        got = [int((await messages.get(timeout=5)).body) for _ in range(total)]
+    assert got == list(range(total))
+    assert connection._read_pauses == 0
