@@ -283,19 +283,23 @@ def pika_full_properties() -> pika.BasicProperties:
 
 
 def assert_pika_properties(props: aiorabbit.Properties) -> None:
-    assert_same(props.content_type, "application/x-interop", "content_type")
-    assert_same(props.content_encoding, "identity", "content_encoding")
-    assert_same(props.delivery_mode, 2, "delivery_mode")
-    assert_same(props.priority, 7, "priority")
-    assert_same(props.correlation_id, "corr-\u00e9-42", "correlation_id")
-    assert_same(props.reply_to, "amq.rabbitmq.reply-to-ish", "reply_to")
-    assert_same(props.expiration, "600000", "expiration")
-    assert_same(props.message_id, "msg-0001", "message_id")
-    assert_same(props.timestamp, STAMP, "timestamp")
-    assert_same(props.type, "interop.test", "type")
-    assert_same(props.user_id, "guest", "user_id")
-    assert_same(props.app_id, "pika-interop", "app_id")
-    assert_same(props.cluster_id, "cluster-x", "cluster_id")
+    expected = {
+        "content_type": "application/x-interop",
+        "content_encoding": "identity",
+        "delivery_mode": 2,
+        "priority": 7,
+        "correlation_id": "corr-\u00e9-42",
+        "reply_to": "amq.rabbitmq.reply-to-ish",
+        "expiration": "600000",
+        "message_id": "msg-0001",
+        "timestamp": STAMP,
+        "type": "interop.test",
+        "user_id": "guest",
+        "app_id": "pika-interop",
+        "cluster_id": "cluster-x",
+    }
+    for name, value in expected.items():
+        assert_same(getattr(props, name), value, name)
     assert props.headers is not None
     assert_same(props.headers, AIO_EXPECTED_FROM_PIKA, "headers")
     # Every one of the 14 properties is set.
@@ -524,19 +528,23 @@ async def test_aiorabbit_to_pika_all_properties_and_header_types(
 
     assert_same(got_body, body, "body")
     assert method.routing_key == queue
-    assert_same(props.content_type, "application/json", "content_type")
-    assert_same(props.content_encoding, "gzip", "content_encoding")
-    assert_same(props.delivery_mode, 2, "delivery_mode")
-    assert_same(props.priority, 9, "priority")
-    assert_same(props.correlation_id, "corr-\u2713", "correlation_id")
-    assert_same(props.reply_to, "replies", "reply_to")
-    assert_same(props.expiration, "300000", "expiration")
-    assert_same(props.message_id, "aio-msg-1", "message_id")
-    assert_same(props.timestamp, STAMP_SECONDS, "timestamp")
-    assert_same(props.type, "aio.type", "type")
-    assert_same(props.user_id, "guest", "user_id")
-    assert_same(props.app_id, "aiorabbit-interop", "app_id")
-    assert_same(props.cluster_id, "cluster-y", "cluster_id")
+    expected = {
+        "content_type": "application/json",
+        "content_encoding": "gzip",
+        "delivery_mode": 2,
+        "priority": 9,
+        "correlation_id": "corr-\u2713",
+        "reply_to": "replies",
+        "expiration": "300000",
+        "message_id": "aio-msg-1",
+        "timestamp": STAMP_SECONDS,
+        "type": "aio.type",
+        "user_id": "guest",
+        "app_id": "aiorabbit-interop",
+        "cluster_id": "cluster-y",
+    }
+    for name, value in expected.items():
+        assert_same(getattr(props, name), value, name)
     assert_same(props.headers, PIKA_EXPECTED_FROM_AIO, "headers")
     # What pika received is exactly what pika's decoder makes of the table
     # aiorabbit encodes: the bytes crossed the broker intact.
