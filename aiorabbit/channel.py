@@ -74,7 +74,7 @@ class Channel:
         self.on_return = on_return
         self._rpc_lock = asyncio.Lock()
         self._rpc_waiter: asyncio.Future[Any] | None = None
-        self._rpc_expect: tuple[type[Method], ...] = ()
+        self._rpc_request: Method | None = None  # its RESPONSES are what we wait for
         self._rpc_on_reply: Callable[[Any], None] | None = None
         self._closed_exc: BaseException | None = None
         self._closing = False
@@ -95,7 +95,6 @@ class Channel:
         # consuming
         self._consumers: dict[str, Consumer] = {}
         self._settled_through = 0
-        self._rpc_request: Method | None = None
         self._handlers: dict[type[Method], Callable[[Any], None]] = {
             m.BasicDeliver: self._on_deliver,
             m.BasicAck: self._on_ack,
@@ -170,9 +169,8 @@ class Channel:
             self._check_open()
             fut = self._loop.create_future()
             self._rpc_waiter = fut
-            self._rpc_expect = method.RESPONSES
-            self._rpc_on_reply = on_reply
             self._rpc_request = method
+            self._rpc_on_reply = on_reply
             self._conn._send_one(frame)
             return await asyncio.shield(fut)
         finally:
@@ -204,7 +202,7 @@ class Channel:
             return
         self._closing = True
         try:
-            await self._call_closing(
+            await self._call(
                 m.ChannelClose(reply_code=200, reply_text="Normal shutdown", class_id=0, method_id=0)
             )
         except AMQPError:
@@ -212,18 +210,6 @@ class Channel:
         finally:
             self._set_closed(ChannelClosed(200, "closed by client"))
             self._conn._release_channel(self.number)
-
-    async def _call_closing(self, method: Method) -> None:
-        # Like _call, but allowed while ``_closing`` is set.
-        async with self._rpc_lock:
-            if self._closed_exc is not None:
-                return
-            fut = self._loop.create_future()
-            self._rpc_waiter = fut
-            self._rpc_expect = (m.ChannelCloseOk,)
-            self._rpc_on_reply = None
-            self._conn._send_method(self.number, method)
-            await fut
 
     async def flow(self, active: bool) -> bool:
         """Ask the broker to pause (``False``) or resume deliveries."""
@@ -615,7 +601,7 @@ class Channel:
             self._protocol_error(f"{method.NAME} arrived in the middle of a content body")
             return
         waiter = self._rpc_waiter
-        if waiter is not None and isinstance(method, self._rpc_expect):
+        if waiter is not None and isinstance(method, self._rpc_request.RESPONSES):  # type: ignore[union-attr]
             if type(method) is m.BasicGetOk:
                 self._start_content(method)
                 return
@@ -694,7 +680,7 @@ class Channel:
                 IncomingMessage(
                     self, body, props, method.delivery_tag, method.redelivered, method.exchange,
                     method.routing_key, None, method.message_count,
-                    getattr(self._rpc_request, "no_ack", False),
+                    isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack,
                 )
             )
         else:

@@ -247,10 +247,8 @@ class Connection:
         # Publishers waiting for room or for an unblock would wait out the
         # whole handshake: they fail now, as any call after close() does.
         closing = ConnectionClosed(0, "connection is closing")
-        for waiter in (self._writable, self._unblocked):
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(closing)
-                waiter.exception()
+        _fail(self._writable, closing)
+        _fail(self._unblocked, closing)
         graceful = False
         try:
             self._write_now(
@@ -649,11 +647,9 @@ class Connection:
             self._heartbeat_handle = None
         if self._close_waiter is not None and not self._close_waiter.done():
             self._close_waiter.set_result(None)
-        waiters: list[asyncio.Future[Any] | None] = [self._ch0_waiter, self._writable, self._unblocked]
-        for waiter in waiters:
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
-                waiter.exception()  # retrieved: nobody may be waiting
+        _fail(self._ch0_waiter, exc)
+        _fail(self._writable, exc)
+        _fail(self._unblocked, exc)
         self._ch0_waiter = None
         for ch in list(self._channels.values()):
             ch._set_closed(exc)
@@ -695,8 +691,6 @@ class _Connect:
             try:
                 await conn._open()
                 return conn
-            except AuthenticationError:
-                raise
             except (ConnectionFailed, ConnectionClosed) as exc:
                 if attempt >= params.connection_attempts or not _retryable(exc):
                     raise
@@ -710,6 +704,14 @@ class _Connect:
     async def __aexit__(self, *exc: object) -> None:
         if self._conn is not None:
             await self._conn.close()
+
+
+def _fail(waiter: asyncio.Future[Any] | None, exc: BaseException) -> None:
+    """Fail ``waiter`` if it is pending, marking the error retrieved (nobody
+    may be awaiting it)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(exc)
+        waiter.exception()
 
 
 def _retryable(exc: AMQPError) -> bool:

@@ -139,8 +139,6 @@ def decode_method(payload: Buffer) -> Method:
         return cls.decode(view[4:])
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise FrameError(f"truncated or malformed {cls.NAME}: {exc}") from None
-    except RecursionError:
-        raise FrameError(f"{cls.NAME}: field tables nested too deeply") from None
 
 
 class FrameParser:

@@ -154,8 +154,6 @@ class Properties:
             return cls._decode(data)
         except (IndexError, struct.error, UnicodeDecodeError) as exc:
             raise FrameError(f"malformed content properties: {exc}") from None
-        except RecursionError:
-            raise FrameError("content properties: headers nested too deeply") from None
 
     @classmethod
     def _decode(cls, data: Buffer) -> Properties:
