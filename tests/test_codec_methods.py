@@ -400,6 +400,29 @@ def test_longest_shortstr():
 # (d) hypothesis round trip for every method
 
 keys = st.text(max_size=10).filter(lambda k: len(k.encode()) <= 255)
+timestamps = st.integers(0, 2**32 - 1).map(
+    lambda s: datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(seconds=s)
+)
+decimals = st.builds(
+    lambda m, s: decimal.Decimal(m).scaleb(-s),
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(0, 255),
+)
+
+
+def nested_tables(keys: st.SearchStrategy[str], leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Tables of ``leaves``, with nested lists and tables."""
+    return st.dictionaries(
+        keys,
+        st.recursive(
+            leaves,
+            lambda children: st.lists(children, max_size=3) | st.dictionaries(keys, children, max_size=3),
+            max_leaves=10,
+        ),
+        max_size=5,
+    )
+
+
 table_leaves = st.one_of(
     st.booleans(),
     st.integers(-(2**63), 2**63 - 1),
@@ -410,25 +433,11 @@ table_leaves = st.one_of(
     st.floats(width=32, allow_nan=False).map(Float32),
     st.text(max_size=20),
     st.binary(max_size=20).map(bytearray),
-    st.integers(0, 2**32 - 1).map(
-        lambda s: datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(seconds=s)
-    ),
-    st.builds(
-        lambda m, s: decimal.Decimal(m).scaleb(-s),
-        st.integers(-(2**31), 2**31 - 1),
-        st.integers(0, 255),
-    ),
+    timestamps,
+    decimals,
     st.none(),
 )
-tables = st.dictionaries(
-    keys,
-    st.recursive(
-        table_leaves,
-        lambda children: st.lists(children, max_size=3) | st.dictionaries(keys, children, max_size=3),
-        max_leaves=10,
-    ),
-    max_size=5,
-)
+tables = nested_tables(keys, table_leaves)
 shortstrs = st.one_of(
     st.text(max_size=40).filter(lambda s: len(s.encode()) <= 255),
     st.integers(0, 127).map(lambda n: "\u00e9" * n),
@@ -521,25 +530,11 @@ common_leaves = st.one_of(
     st.floats(width=32, allow_nan=False).map(Float32),
     st.text(max_size=20),
     st.binary(max_size=20).map(bytearray),
-    st.integers(0, 2**32 - 1).map(
-        lambda s: datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(seconds=s)
-    ),
-    st.builds(
-        lambda m, s: decimal.Decimal(m).scaleb(-s),
-        st.integers(-(2**31), 2**31 - 1),
-        st.integers(0, 255),
-    ),
+    timestamps,
+    decimals,
     st.none(),
 )
-common_tables = st.dictionaries(
-    common_keys,
-    st.recursive(
-        common_leaves,
-        lambda children: st.lists(children, max_size=3) | st.dictionaries(common_keys, children, max_size=3),
-        max_leaves=10,
-    ),
-    max_size=5,
-).map(_sorted_table)
+common_tables = nested_tables(common_keys, common_leaves).map(_sorted_table)
 
 PAMQP_NAME = st.text(
     alphabet=[c for c in map(chr, range(128)) if pamqp.constants.DOMAIN_REGEX["exchange-name"].fullmatch(c)]
