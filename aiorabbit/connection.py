@@ -11,6 +11,7 @@ nowhere else.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import platform
 import ssl
@@ -18,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from . import __version__
+from ._gather import gather_fd, write_gathered
 from .channel import Channel
 from .codec import methods as m
 from .codec._primitives import Buffer, Method
@@ -46,6 +48,13 @@ log = logging.getLogger("aiorabbit")
 # for the end of the loop turn, so a publisher that never yields cannot
 # buffer without bound.
 _FLUSH_AT = 256 * 1024
+# Writes holding a body this large are gathered without copying it (see
+# ``_gather``); smaller ones are cheaper to join.
+_ZERO_COPY_MIN = 64 * 1024
+# Publishers wait once the transport holds this much unsent (it resumes them
+# at a quarter of it): enough to keep the socket busy while they wake up,
+# small enough that a slow broker cannot make us buffer without bound.
+_WRITE_HIGH = 1024 * 1024
 
 BlockedCallback = Callable[["Connection", "str | None"], Any]
 
@@ -128,9 +137,12 @@ class Connection:
         self._transport: asyncio.Transport | None = None
         self._out: list[Buffer] = []
         self._out_bytes = 0
+        self._out_large = False
+        self._gather_fd = -1
         self._flush_scheduled = False
         self._write_paused = False
-        self._writable: asyncio.Future[None] | None = None
+        # Publishers waiting for the transport to drain, woken one at a time.
+        self._write_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._blocked_reason: str | None = None
         self._unblocked: asyncio.Future[None] | None = None
         self._blocked_callbacks: list[BlockedCallback] = []
@@ -247,7 +259,7 @@ class Connection:
         # Publishers waiting for room or for an unblock would wait out the
         # whole handshake: they fail now, as any call after close() does.
         closing = ConnectionClosed(0, "connection is closing")
-        _fail(self._writable, closing)
+        self._fail_write_waiters(closing)
         _fail(self._unblocked, closing)
         graceful = False
         try:
@@ -504,6 +516,8 @@ class Connection:
         """Queue frames; they go out with everything else this loop turn."""
         self._out.extend(parts)
         self._out_bytes += size
+        if size > _ZERO_COPY_MIN:
+            self._out_large = True
         if self._out_bytes >= _FLUSH_AT:
             self._flush()
         elif not self._flush_scheduled:
@@ -532,12 +546,15 @@ class Connection:
             return
         self._out = []
         self._out_bytes = 0
+        large, self._out_large = self._out_large, False
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         self._sent = True
         if len(out) == 1:
             transport.write(out[0])
+        elif large and self._gather_fd >= 0:
+            write_gathered(transport, self._gather_fd, out)
         else:
             transport.writelines(out)
 
@@ -556,11 +573,19 @@ class Connection:
 
     def _resume_writing(self) -> None:
         self._write_paused = False
-        waiter = self._writable
-        if waiter is not None:
-            self._writable = None
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Hand the turn to the next waiting publisher while the transport
+        takes more.  Each one passes it on after it has written, so a resume
+        wakes publishers only until the buffer is full again, not all of
+        them (which would cost a wake-up per waiter per resume)."""
+        waiters = self._write_waiters
+        while waiters and not self._write_paused:
+            waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                return
 
     async def _wait_writable(self) -> None:
         """Wait while the transport's buffer is full or the broker blocks us."""
@@ -569,15 +594,23 @@ class Connection:
             if self._blocked_reason is not None:
                 await self.wait_unblocked()
                 continue
-            if self._write_paused:
-                if self._writable is None:
-                    self._writable = self._loop.create_future()
-                await asyncio.shield(self._writable)
-                continue
-            if self._out_bytes >= _FLUSH_AT:
-                self._flush()
-            await asyncio.sleep(0)
-            return
+            if not self._write_paused:
+                return
+            waiter = self._loop.create_future()
+            self._write_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    # Our turn: pass it on once we have written (or at once,
+                    # if we were cancelled in the meantime).
+                    self._loop.call_soon(self._wake_writer)
+                elif not waiter.done():
+                    waiter.cancel()  # skipped by _wake_writer
+
+    def _fail_write_waiters(self, exc: BaseException) -> None:
+        while self._write_waiters:
+            _fail(self._write_waiters.popleft(), exc)
 
     # ------------------------------------------------------------------
     # heartbeats
@@ -648,13 +681,14 @@ class Connection:
         if self._close_waiter is not None and not self._close_waiter.done():
             self._close_waiter.set_result(None)
         _fail(self._ch0_waiter, exc)
-        _fail(self._writable, exc)
+        self._fail_write_waiters(exc)
         _fail(self._unblocked, exc)
         self._ch0_waiter = None
         for ch in list(self._channels.values()):
             ch._set_closed(exc)
         self._channels.clear()
         self._out.clear()
+        self._out_large = False
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -663,6 +697,8 @@ class Connection:
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        self._gather_fd = gather_fd(transport)
 
     def _connection_lost(self, exc: Exception | None) -> None:
         if self._closed_exc is None:
@@ -742,3 +778,4 @@ def connect(url: str | None = None, **options: Any) -> _Connect:
     else:
         params = ConnectionParameters.from_url(url, **options)
     return _Connect(params)
+

@@ -1,0 +1,74 @@
+"""aiorabbit, the client under test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import aiorabbit
+
+NAME = "aiorabbit"
+
+
+class Client:
+    async def connect(self, url: str) -> None:
+        self.conn = await aiorabbit.connect(url, name="bench-aiorabbit")
+
+    async def publish(self, queue: str, body: bytes, count: int, confirms: bool, window: int) -> None:
+        ch = await self.conn.channel(publisher_confirms=confirms)
+        if not confirms:
+            for _ in range(count):
+                await ch.basic_publish(body, routing_key=queue)
+            await ch.queue_declare(queue, passive=True)
+            return
+
+        # ``window`` tasks, each with one publish awaiting its confirm.
+        async def worker(share: int) -> None:
+            for _ in range(share):
+                await ch.basic_publish(body, routing_key=queue)
+
+        await asyncio.gather(*(worker(count // window + (i < count % window)) for i in range(window)))
+
+    async def consume(self, queue: str, count: int, no_ack: bool, prefetch: int) -> int:
+        ch = await self.conn.channel()
+        if not no_ack:
+            await ch.basic_qos(prefetch_count=prefetch)
+        received = total = 0
+        async with ch.consume(queue, no_ack=no_ack) as messages:
+            async for msg in messages:
+                if not no_ack:
+                    await msg.ack()
+                total += len(msg.body)
+                received += 1
+                if received == count:
+                    break
+        return total
+
+    async def rpc(self, queue: str, body: bytes, count: int) -> list[float]:
+        ch = await self.conn.channel()
+        waiting: dict[str, asyncio.Future[aiorabbit.IncomingMessage]] = {}
+
+        def on_reply(msg: aiorabbit.IncomingMessage) -> None:
+            fut = waiting.pop(msg.properties.correlation_id or "", None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+        await ch.basic_consume("amq.rabbitmq.reply-to", on_reply, no_ack=True)
+        loop = asyncio.get_running_loop()
+        latencies = []
+        for _ in range(count):
+            cid = uuid.uuid4().hex
+            fut = waiting[cid] = loop.create_future()
+            start = time.perf_counter()
+            props = aiorabbit.Properties(correlation_id=cid, reply_to="amq.rabbitmq.reply-to")
+            await ch.basic_publish(body, routing_key=queue, properties=props)
+            await fut
+            latencies.append(time.perf_counter() - start)
+        return latencies
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+CLIENT = Client
