@@ -42,7 +42,7 @@ THROUGHPUT = ("publish", "publish_confirms", "consume_ack", "consume_noack")
 SIZES = {"64B": 64, "64KiB": 64 * 1024, "4MiB": 4 * 1024 * 1024}
 # Messages per run at each size: long enough to be steady, short enough for
 # the slowest peer (a few thousand messages per second) to finish in seconds.
-COUNTS = {"64B": 50_000, "64KiB": 5_000, "4MiB": 100}
+COUNTS = {"64B": 20_000, "64KiB": 2_000, "4MiB": 50}
 RPC_CALLS = 2_000
 
 
@@ -78,6 +78,7 @@ class Harness:
         self.conn: aiorabbit.Connection | None = None
         self.ch: aiorabbit.Channel | None = None
         self.rpc_queue = f"bench-rpc-{uuid.uuid4().hex[:8]}"
+        self.settle_timeout = 60.0  # seconds to wait for the broker's count to catch up
 
     # -- broker-side checks -------------------------------------------------
 
@@ -85,9 +86,9 @@ class Harness:
         assert self.ch is not None
         return (await self.ch.queue_declare(queue, passive=True)).message_count
 
-    async def _settle(self, queue: str, expected: int, timeout: float = 60.0) -> int:
+    async def _settle(self, queue: str, expected: int) -> int:
         """The broker's count lags the socket: poll until it reaches ``expected``."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.settle_timeout
         count = await self._count(queue)
         while count < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -104,7 +105,8 @@ class Harness:
     # -- one run --------------------------------------------------------------
 
     async def run_one(self, client: str, loop: str, scenario: str, size: str, rep: int) -> Run:
-        count = RPC_CALLS if scenario == "rpc" else max(1, COUNTS[size] // self.args.scale)
+        count = max(10 if scenario == "rpc" else 1,
+                    (RPC_CALLS if scenario == "rpc" else COUNTS[size]) // self.args.scale)
         run = Run(client, loop, scenario, size, count, rep)
         assert self.ch is not None
         queue = self.rpc_queue if scenario == "rpc" else f"bench-{uuid.uuid4().hex[:12]}"
@@ -202,6 +204,16 @@ class Harness:
                 await self.ch.queue_delete(self.rpc_queue)
             self.info = machine_info(self.conn)
             await self.conn.close()
+
+
+def _run_record(run: Run) -> dict[str, Any]:
+    """A run for the JSON file: its latencies summarised, not listed."""
+    record = asdict(run)
+    latencies = sorted(record.pop("latencies"))
+    if latencies:
+        record["p50_us"] = latencies[len(latencies) // 2] * 1e6
+        record["p99_us"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e6
+    return record
 
 
 def _progress(run: Run) -> str:
@@ -385,7 +397,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=1, help="divide the message counts by this")
     parser.add_argument("--quick", action="store_true", help="1 repetition, a fifth of the messages")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -401,7 +413,7 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(
-        {"machine": harness.info, "summary": rows, "runs": [asdict(r) for r in harness.runs],
+        {"machine": harness.info, "summary": rows, "runs": [_run_record(r) for r in harness.runs],
          "targets": [{"target": t, "met": m, "measured": f} for t, m, f in targets]}, indent=1))
     (args.out / "latest.md").write_text(table)
     print()

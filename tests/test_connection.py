@@ -257,6 +257,41 @@ async def test_flow_control_makes_publishers_wait(amqp_url: str) -> None:
         await conn.close()
 
 
+async def test_waiting_publishers_take_turns_and_cancelled_ones_pass_theirs_on(amqp_url: str) -> None:
+    async with Proxy("127.0.0.1", 5672) as proxy:
+        conn = await aiorabbit.connect(proxy.url)
+        ch = await conn.channel(publisher_confirms=True)
+        q = (await ch.queue_declare("", exclusive=True)).queue
+        proxy.stall(upstream=True, downstream=False)
+        body = b"x" * 256 * 1024
+        done: list[int] = []
+        queued: list[asyncio.Task[None]] = []  # waiting for the transport, in order
+
+        async def publish(i: int) -> None:
+            if conn._write_paused:
+                queued.append(tasks[i])
+            await ch.basic_publish(body, routing_key=q)
+            done.append(i)
+
+        tasks = [asyncio.ensure_future(publish(i)) for i in range(60)]
+        await asyncio.sleep(1.0)
+        assert conn._write_paused and not done
+        assert len(queued) >= 40 and len(conn._write_waiters) == len(queued)  # queued, not buffered
+        for task in queued[:5] + queued[-10:]:  # from the head and the tail of the queue
+            task.cancel()
+        await asyncio.sleep(0)
+        proxy.resume()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        # Nobody was left waiting: every task either published (and was
+        # confirmed) or was cancelled before it wrote.
+        assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results)
+        assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 15
+        assert len(done) == 45
+        assert (await ch.queue_declare(q, passive=True)).message_count == len(done)
+        assert not conn._write_waiters
+        await conn.close()
+
+
 async def test_repr_and_logs_hide_password(amqp_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="aiorabbit")
     async with aiorabbit.connect(amqp_url) as conn:
