@@ -1,7 +1,7 @@
 """Chaos run: at-least-once delivery through cuts and a broker restart.
 
     python benchmarks/chaos.py                  # 20,000 messages (what CI runs)
-    python benchmarks/chaos.py --count 1000000  # the long run
+    python benchmarks/chaos.py --count 1000000 --duration 300  # the long run
 
 A dedicated RabbitMQ node (its own name, ports and data; see
 ``tests/broker_node.py``) sits behind an in-process TCP proxy.  One robust
@@ -57,6 +57,7 @@ class Chaos:
         self.cuts = 0
         self.restarts = 0
         self.done = asyncio.Event()
+        self.restart: asyncio.Future[None] | None = None
         self.backoff = aiorabbit.Backoff(initial=0.05, maximum=1.0)
 
     async def publish(self) -> aiorabbit.Publisher:
@@ -73,9 +74,13 @@ class Chaos:
                     await publisher.publish(b"%d" % i, routing_key=self.queue, properties=props)
                     self.confirmed += 1
 
-                # Bounded concurrency: the publisher's window does the rest.
-                step = 5000
+                # Paced to last at least --duration seconds, so the cuts and
+                # the restart happen while messages are in flight.
+                step, began = 500, time.monotonic()
+                rate = self.args.count / self.args.duration
                 for start in range(0, self.args.count, step):
+                    due = began + start / rate
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
                     await asyncio.gather(*(one(i) for i in range(start, min(start + step, self.args.count))))
             return publisher
         finally:
@@ -102,18 +107,17 @@ class Chaos:
         finally:
             await conn.close()
 
-    async def chaos(self, publishing: asyncio.Task[aiorabbit.Publisher]) -> None:
-        restarted = False
+    async def chaos(self) -> None:
         while not self.done.is_set():
             await asyncio.sleep(random.uniform(0.5, 1.5) * self.args.cut_every)
             if self.done.is_set():
                 return
-            if not restarted and self.confirmed >= self.args.count // 2:
-                restarted = True
+            if self.restart is None and self.confirmed >= self.args.count // 2:
                 self.restarts += 1
                 print(f"  restarting the node ({self.confirmed:,} confirmed, {len(self.seen):,} consumed)",
                       flush=True)
-                await asyncio.to_thread(self.node.restart)
+                # In a thread: the cuts go on meanwhile.
+                self.restart = asyncio.ensure_future(asyncio.to_thread(self.node.restart))
                 continue
             self.proxy.cut()
             self.cuts += 1
@@ -124,7 +128,7 @@ class Chaos:
         start = time.perf_counter()
         publishing = asyncio.ensure_future(self.publish())
         consuming = asyncio.ensure_future(self.consume())
-        chaos = asyncio.ensure_future(self.chaos(publishing))
+        chaos = asyncio.ensure_future(self.chaos())
         try:
             publisher = await asyncio.wait_for(publishing, self.args.timeout)
             await asyncio.wait_for(consuming, self.args.timeout)
@@ -135,6 +139,8 @@ class Chaos:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(publishing, consuming, chaos, return_exceptions=True)
+            if self.restart is not None:
+                await self.restart  # the node must be up again for the checks below
         wall = time.perf_counter() - start
         await asyncio.sleep(0.1)
         leftover = len(asyncio.all_tasks()) - tasks_before
@@ -169,6 +175,8 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--cut-every", type=float, default=1.0, help="mean seconds between cuts")
+    parser.add_argument("--duration", type=float, default=12.0,
+                        help="publish no faster than --count over this many seconds")
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     sys.exit(0 if asyncio.run(main_async(args)) else 1)

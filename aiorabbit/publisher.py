@@ -1,0 +1,207 @@
+"""At-least-once publishing: :class:`Publisher`.
+
+Every message gets a ``message_id`` (a random UUID unless the caller set
+one), is published on a channel in confirm mode, and :meth:`Publisher.publish`
+returns only once the broker has confirmed it.  If the connection is lost
+before the confirm arrives, the message is published again after recovery
+(on a :func:`~aiorabbit.connect_robust` connection); it may then arrive
+twice, with the same ``message_id``, which is what consumers use to drop
+duplicates.  A nack is retried ``nack_retries`` times, then raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from .channel import Channel
+from .codec._primitives import Buffer
+from .codec.properties import Properties
+from .connection import Connection
+from .exceptions import ChannelClosed, ConnectionClosed, InvalidArgument, PublishNacked
+from .robust import RobustChannel, RobustConnection
+
+__all__ = ["Publisher", "OutgoingMessage"]
+
+log = logging.getLogger("aiorabbit")
+
+
+@dataclasses.dataclass
+class OutgoingMessage:
+    """One message for :meth:`Publisher.publish_many`."""
+
+    body: Buffer
+    exchange: str = ""
+    routing_key: str = ""
+    properties: Properties | None = None
+    mandatory: bool = False
+
+
+class Publisher:
+    """Publish with confirms, at most ``window`` unconfirmed at a time.
+
+    Use it as ``async with Publisher(conn) as publisher:``; leaving the
+    block waits for every publish still in flight.  ``conn`` is a
+    :class:`RobustConnection` (messages survive connection loss) or a plain
+    :class:`Connection` (a loss raises).  ``timeout`` bounds how long one
+    publish may wait for recovery (``None``: as long as the connection keeps
+    trying).
+    """
+
+    def __init__(
+        self,
+        conn: RobustConnection | Connection,
+        *,
+        window: int = 1000,
+        nack_retries: int = 3,
+        timeout: float | None = None,
+    ) -> None:
+        if window < 1:
+            raise InvalidArgument("window must be at least 1")
+        if nack_retries < 0:
+            raise InvalidArgument("nack_retries must be >= 0")
+        self._conn = conn
+        self.window = window
+        self.nack_retries = nack_retries
+        self.timeout = timeout
+        self._room = asyncio.Semaphore(window)
+        self._channel: RobustChannel | Channel | None = None
+        self._in_flight = 0
+        self._unconfirmed = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = False
+        #: Messages published again after a connection loss (each may be a duplicate).
+        self.republished = 0
+        #: Nacked publishes that were retried.
+        self.nacks_retried = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes started and not yet finished (confirmed or failed),
+        including those waiting for room in the window."""
+        return self._in_flight
+
+    @property
+    def unconfirmed(self) -> int:
+        """Messages sent (or being sent) and not yet confirmed: at most ``window``."""
+        return self._unconfirmed
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> Publisher:
+        """Open the confirm-mode channel (done by ``async with``)."""
+        if self._channel is None:
+            self._channel = await self._conn.channel(publisher_confirms=True)
+        return self
+
+    async def close(self) -> None:
+        """Wait for every publish in flight, then close the channel."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._idle.wait()
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def publish(
+        self,
+        body: Buffer,
+        *,
+        exchange: str = "",
+        routing_key: str = "",
+        properties: Properties | None = None,
+        mandatory: bool = False,
+    ) -> str:
+        """Publish one message; return its ``message_id`` once the broker
+        confirmed it.
+
+        Raises :class:`~aiorabbit.PublishNacked` after ``nack_retries``
+        retries, :class:`~aiorabbit.MessageReturned` for an unroutable
+        ``mandatory`` message, and the connection's error when it closes
+        for good (or, on a plain connection, is lost)."""
+        if self._closed:
+            raise InvalidArgument("publish on a closed Publisher")
+        if self._channel is None:
+            await self.start()
+        props = _with_message_id(properties)
+        message_id = props.message_id
+        assert message_id is not None
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            async with self._room:
+                self._unconfirmed += 1
+                try:
+                    await self._publish(body, exchange, routing_key, props, mandatory)
+                finally:
+                    self._unconfirmed -= 1
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+        return message_id
+
+    async def publish_many(self, messages: Iterable[OutgoingMessage | Buffer]) -> list[str]:
+        """Publish a batch (bare bodies go to the default exchange with an
+        empty routing key); return the message ids once every message is
+        confirmed.  If any failed, the first error is raised after all of
+        them have settled."""
+        batch = [m if isinstance(m, OutgoingMessage) else OutgoingMessage(m) for m in messages]
+        results = await asyncio.gather(
+            *(self.publish(m.body, exchange=m.exchange, routing_key=m.routing_key, properties=m.properties,
+                           mandatory=m.mandatory) for m in batch),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [str(r) for r in results]
+
+    async def _publish(
+        self, body: Buffer, exchange: str, routing_key: str, props: Properties, mandatory: bool
+    ) -> None:
+        nacks = 0
+        while True:
+            channel = self._channel
+            assert channel is not None
+            try:
+                await channel.basic_publish(
+                    body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=mandatory
+                )
+                return
+            except PublishNacked:
+                if nacks >= self.nack_retries:
+                    raise
+                nacks += 1
+                self.nacks_retried += 1
+                log.info("message %s nacked; retry %d of %d", props.message_id, nacks, self.nack_retries)
+            except (ConnectionClosed, ChannelClosed) as exc:
+                conn = self._conn
+                if not isinstance(conn, RobustConnection) or not conn._lost_connection(exc):
+                    raise
+                # Unconfirmed when the connection went: publish again once
+                # it is back.  The first copy may have arrived: same id.
+                await conn.wait_connected(self.timeout)
+                self.republished += 1
+
+
+def _with_message_id(properties: Properties | None) -> Properties:
+    if properties is None:
+        return Properties(message_id=uuid.uuid4().hex)
+    if not isinstance(properties, Properties):
+        raise InvalidArgument("properties must be an aiorabbit.Properties")
+    if properties.message_id is not None:
+        return properties
+    fields: dict[str, Any] = properties.as_dict()
+    fields["message_id"] = uuid.uuid4().hex
+    return Properties(**fields)
