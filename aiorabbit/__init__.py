@@ -21,6 +21,7 @@ import logging
 
 __version__ = "0.1.0"
 
+from .backoff import Backoff
 from .channel import Channel, DeclareOk
 from .codec.properties import DeliveryMode, Properties
 from .codec.table import (
@@ -39,13 +40,23 @@ from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exception_names
 from .message import IncomingMessage, ReturnedMessage
 from .parameters import ConnectionParameters
+from .publisher import OutgoingMessage, Publisher
+from .robust import DeclaredQueue, RobustChannel, RobustConnection, RobustConsumer, connect_robust
 
 logging.getLogger("aiorabbit").addHandler(logging.NullHandler())
 
 __all__ = [
     "__version__",
     "connect",
+    "connect_robust",
+    "Backoff",
     "Connection",
+    "RobustConnection",
+    "RobustChannel",
+    "RobustConsumer",
+    "DeclaredQueue",
+    "Publisher",
+    "OutgoingMessage",
     "ConnectionParameters",
     "Channel",
     "Consumer",

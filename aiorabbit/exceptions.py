@@ -52,6 +52,7 @@ __all__ = [
     "MessageReturned",
     "ConsumerCancelled",
     "MessageAlreadySettled",
+    "RecoveryTimeout",
     "channel_error",
     "connection_error",
 ]
@@ -315,6 +316,11 @@ class MessageAlreadySettled(AMQPError):
     """A message was acked, nacked or rejected twice, or settled after its
     channel closed (its delivery tag would mean nothing, or another message,
     on any other channel)."""
+
+
+class RecoveryTimeout(AMQPConnectionError):
+    """A call on a recovering connection (:func:`aiorabbit.connect_robust`)
+    waited ``wait_timeout`` seconds for the connection to come back."""
 
 
 _CHANNEL_ERRORS: dict[int, type[ChannelClosed]] = {

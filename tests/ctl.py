@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import shutil
 from typing import Any
 
 RABBITMQCTL = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+# How the text formatter shows the connection_name client property.
+_NAME = re.compile(r'\{"connection_name","((?:[^"\\]|\\.)*)"\}')
 
 
 async def rabbitmqctl(*args: str, node: str | None = None, timeout: float = 60) -> str:
@@ -22,23 +24,21 @@ async def rabbitmqctl(*args: str, node: str | None = None, timeout: float = 60) 
 
 
 async def connections(node: str | None = None) -> list[dict[str, Any]]:
-    """Every connection as {"pid": ..., "name": connection_name or None}."""
-    pids = await rabbitmqctl("list_connections", "pid", "-q", "--no-table-headers", node=node)
-    props = await rabbitmqctl(
-        "list_connections", "client_properties", "--formatter", "json", node=node
+    """Every connection as {"pid": ..., "name": connection_name or None}.
+
+    Both columns come from one rabbitmqctl call (two calls could disagree
+    when another test opens or closes a connection in between), as text: the
+    JSON formatter shows pids in a form ``close_connection`` rejects."""
+    out = await rabbitmqctl(
+        "list_connections", "pid", "client_properties", "-q", "--no-table-headers", node=node
     )
     rows = []
-    for pid, row in zip(pids.split(), json.loads(props), strict=True):
-        rows.append({"pid": pid, "name": _connection_name(row)})
+    for line in out.splitlines():
+        pid, _, props = line.partition("\t")
+        if pid.strip():
+            found = _NAME.search(props)
+            rows.append({"pid": pid.strip(), "name": found.group(1) if found else None})
     return rows
-
-
-def _connection_name(row: dict[str, Any]) -> str | None:
-    # rabbitmqctl's JSON shows the table as [name, type, value] triples.
-    for item in row.get("client_properties") or []:
-        if isinstance(item, list) and item and item[0] == "connection_name":
-            return str(item[-1])
-    return None
 
 
 async def find_connection(name: str, node: str | None = None, wait: float = 10) -> dict[str, Any]:

@@ -65,7 +65,8 @@ class Proxy:
         self._resumed.set()
 
     def inject(self, data: bytes) -> None:
-        """Send ``data`` to every client as if the broker had sent it."""
+        """Send ``data`` to every open client link as if the broker had sent it."""
+        self._clients = [w for w in self._clients if not w.transport.is_closing()]
         for writer in self._clients:
             writer.write(data)
 
