@@ -13,6 +13,8 @@ echo "== mypy --strict"
 echo "== pytest (asyncio loop, branch coverage)"
 .venv/bin/python -m pytest -p no:cacheprovider --cov=aiorabbit --cov-branch \
     --cov-report=term "$@"
-echo "== pytest (uvloop; the sans-I/O codec tests do not depend on the loop)"
+echo "== pytest (uvloop; minus the tests that use no event loop of the suite's own:"
+echo "   the sans-I/O codec, backoff and topology, and the scripts run as subprocesses)"
 AIORABBIT_TEST_LOOP=uvloop .venv/bin/python -m pytest -p no:cacheprovider -q \
-    --ignore-glob='tests/test_codec_*' "$@"
+    --ignore-glob='tests/test_codec_*' --ignore=tests/test_backoff.py --ignore=tests/test_topology.py \
+    --ignore=tests/test_chaos.py --ignore=tests/test_benchmarks.py "$@"
