@@ -175,3 +175,24 @@ async def test_on_a_plain_connection_a_loss_raises(durable_queue: str) -> None:
             proxy.cut()
             with pytest.raises(aiorabbit.ConnectionClosed):
                 await task
+
+
+async def test_slow_link_with_a_cut_loses_nothing(
+    connection: aiorabbit.Connection, durable_queue: str
+) -> None:
+    async with Proxy("127.0.0.1", 5672) as proxy:
+        proxy.rate = 400_000  # bytes per second, both ways
+        conn = await aiorabbit.connect_robust(proxy.url, backoff=FAST, heartbeat=0)
+        try:
+            async with Publisher(conn, window=20) as publisher:
+                body = b"s" * 16 * 1024
+                publish = publisher.publish
+                tasks = [asyncio.ensure_future(publish(body, routing_key=durable_queue)) for _ in range(60)]
+                await asyncio.sleep(0.6)  # part of them through the slow link
+                assert 0 < sum(t.done() for t in tasks) < 60
+                proxy.cut()
+                ids = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        finally:
+            await conn.close()
+    found = await _drain_ids(connection, durable_queue, 60)
+    assert set(found) == set(ids)
