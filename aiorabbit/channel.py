@@ -36,6 +36,11 @@ __all__ = ["Channel", "DeclareOk"]
 log = logging.getLogger("aiorabbit")
 
 _NO_PROPERTIES = b"\x00\x00"
+# A body whose frame still has this much to come is read straight into its
+# assembly buffer (see ``_Protocol.get_buffer``); less is not worth a read.
+DIRECT_READ_MIN = 32 * 1024
+# Assembly buffers up to this size are kept for the channel's next body.
+_SCRATCH_MAX = 8 * 1024 * 1024
 _METHOD_CACHE_SIZE = 512
 # basic.ack (80) / basic.reject (90) / basic.nack (120) as one whole frame:
 # type, channel, size 13, class 60, method, delivery tag, flag bits, frame end.
@@ -83,8 +88,9 @@ class Channel:
         self._content_method: Method | None = None
         self._content_size = 0
         self._content_props = _NO_PROPERTIES
-        self._content_chunks: list[memoryview] = []
+        self._content_buf: bytearray | None = None  # a body arriving in parts
         self._content_got = 0
+        self._scratch = bytearray()
         # publishing
         self._method_cache: dict[tuple[str, str, bool], bytes] = {}
         self._confirm_mode = False
@@ -635,23 +641,60 @@ class Channel:
             self._finish_content(b"")
 
     def _on_body(self, chunk: memoryview) -> None:
+        # ``chunk`` is a view of the read buffer, reused by the next read:
+        # its bytes are copied now.
         size = self._content_size
         if self._content_method is None or size < 0:
             self._protocol_error("unexpected content body")
             return
-        got = self._content_got + len(chunk)
-        if got == size and not self._content_chunks:
-            self._finish_content(bytes(chunk))  # the one copy of the body
-            return
-        if got > size:
+        got = self._content_got
+        end = got + len(chunk)
+        if end > size:
             self._protocol_error("content body longer than its header said")
             return
-        self._content_chunks.append(chunk)
-        self._content_got = got
-        if got == size:
-            body = b"".join(self._content_chunks)  # the one copy of the body
-            self._content_chunks = []
-            self._finish_content(body)
+        if not got and end == size:
+            self._finish_content(bytes(chunk))  # the one copy of the body
+            return
+        self._assembly()[got:end] = chunk
+        self._content_got = end
+        if end == size:
+            self._finish_assembled()
+
+    def _body_target(self, size: int) -> memoryview | None:
+        """Where the next ``size`` bytes of the body being received should
+        go (``None`` if they do not belong to a body in progress)."""
+        got = self._content_got
+        if self._content_method is None or self._content_size < 0 or got + size > self._content_size:
+            return None
+        return memoryview(self._assembly())[got : got + size]
+
+    def _receiving_large_body(self) -> bool:
+        """True between the frames of a body with a direct read's worth to come."""
+        return self._content_method is not None and self._content_size - self._content_got >= DIRECT_READ_MIN
+
+    def _body_placed(self, size: int) -> None:
+        self._content_got += size
+        if self._content_got == self._content_size:
+            self._finish_assembled()
+
+    def _assembly(self) -> bytearray:
+        buf = self._content_buf
+        if buf is None:
+            size = self._content_size
+            buf = self._scratch
+            if len(buf) < size:
+                buf = bytearray(size)
+                if size <= _SCRATCH_MAX:
+                    self._scratch = buf
+            self._content_buf = buf
+        return buf
+
+    def _finish_assembled(self) -> None:
+        buf, size = self._content_buf, self._content_size
+        assert buf is not None
+        self._content_buf = None
+        # The one copy of the body (its bytes were read into ``buf``).
+        self._finish_content(bytes(buf) if len(buf) == size else bytes(memoryview(buf)[:size]))
 
     def _finish_content(self, body: bytes) -> None:
         method = self._content_method
@@ -706,7 +749,7 @@ class Channel:
             return
         self._closed_exc = exc
         self._content_method = None
-        self._content_chunks = []
+        self._content_buf = None
         fut = self._rpc_waiter
         self._rpc_waiter = None
         if fut is not None and not fut.done():

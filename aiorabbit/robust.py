@@ -317,6 +317,8 @@ class RobustConnection:
             except (AMQPError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, AMQPError) and not isinstance(exc, (ConnectionClosed, ChannelClosed)):
                     raise
+                if isinstance(exc, ConnectionClosed) and exc.reply_code and not is_recoverable(exc):
+                    raise  # the broker closed it for a reason reconnecting cannot fix
                 # The new connection died, or a step did not answer in time:
                 # nothing is reported as recovered; start over.
                 log.warning("recovery interrupted (%s); reconnecting", exc or "timeout")
@@ -874,6 +876,7 @@ class RobustConsumer:
         self._cancelled = False
         self._parked = False  # waiting for its queue to exist again
         self._watcher: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self._stream = bool(arguments) and "x-stream-offset" in (arguments or {})
         self._last_offset: int | None = None
 
@@ -1003,6 +1006,21 @@ class RobustConsumer:
         return self._inner is None or self._inner.channel is not inner_channel or self._inner._exc is not None
 
     async def _resume(self, inner_channel: Channel) -> None:
+        """Register the consumer again on ``inner_channel``.
+
+        The ``basic.consume`` runs in a task of its own that the caller's
+        cancellation does not stop: once sent, the broker registers the tag
+        whatever happens to us, and a consumer registered but not adopted
+        would hold deliveries, and make the next attempt reuse a live tag
+        (a connection error).  A second caller waits for the same start.
+        """
+        starting = self._starting
+        if starting is None or starting.done():
+            starting = self._starting = self.channel._rconn._spawn(self._start_inner(inner_channel))
+            starting.add_done_callback(_retrieve)  # whoever awaited it may be gone
+        await asyncio.shield(starting)
+
+    async def _start_inner(self, inner_channel: Channel) -> None:
         arguments = dict(self.arguments) if self.arguments else None
         if self._stream and self._last_offset is not None and arguments is not None:
             arguments["x-stream-offset"] = self._last_offset + 1
@@ -1013,6 +1031,9 @@ class RobustConsumer:
                             arguments=arguments, consumer_tag=self.consumer_tag, callback=callback)
         await consumer.start()
         self.consumer_tag = consumer.consumer_tag
+        if self._cancelled:
+            await consumer.cancel()  # cancelled by the user while it started
+            return
         self._inner = consumer
         self._parked = False
         self._ready.set()
@@ -1071,6 +1092,11 @@ class RobustConsumer:
 
             return tracked_async
         return tracked
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _copy(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -231,6 +231,35 @@ def test_body_chunks_are_views_of_the_fed_data():
     assert part2.payload.obj is second
 
 
+def test_body_bytes_placed_directly_are_skipped_by_the_parser():
+    # An I/O layer reads the rest of a body frame's payload straight into the
+    # body (pending_body/body_placed) and feeds only what follows.
+    payload = bytes(range(200))
+    stream = _frame(FRAME_BODY, 3, payload) + _frame(FRAME_BODY, 3, b"next") + HEARTBEAT_FRAME
+    parser = FrameParser()
+    assert parser.pending_body() == (0, 0) and parser.head_due() == 7
+    (first,) = parser.feed(stream[:7 + 50])  # the head and 50 payload bytes
+    assert bytes(first.payload) == payload[:50]
+    assert parser.pending_body() == (3, 150) and parser.head_due() == 0
+    parser.body_placed(100)
+    assert parser.pending_body() == (3, 50)
+    parser.body_placed(50)
+    assert parser.pending_body() == (3, 0)
+    assert parser.head_due() == 8  # the end octet, then the next frame's head
+    rest = stream[7 + 200 :]
+    assert parser.feed(rest[:3]) == [] and parser.head_due() == 5
+    frames = parser.feed(rest[3:])
+    assert [bytes(f.payload) for f in frames[:1]] == [b"next"] and frames[1] == HeartbeatFrame(0)
+    with pytest.raises(FrameError):
+        parser.body_placed(1)  # nothing is due
+
+
+def test_head_due_inside_a_buffered_frame_is_zero():
+    parser = FrameParser()
+    parser.feed(_frame(FRAME_METHOD, 1, b"\x00\x14\x00\x0b")[:9])  # a method frame, cut in its payload
+    assert parser.pending_body() == (0, 0) and parser.head_due() == 0
+
+
 def test_zero_byte_body_frame_split_before_its_end_octet():
     empty = _frame(FRAME_BODY, 1, b"")
     parser = FrameParser()

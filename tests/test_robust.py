@@ -1175,3 +1175,36 @@ async def test_close_from_a_coroutine_listener(proxy: Proxy) -> None:
     await asyncio.sleep(0.05)
     assert not conn._tasks and conn._supervisor is None
     assert {t for t in asyncio.all_tasks() - before if "Proxy._pump" not in repr(t)} == set()
+
+
+async def test_get_cancelled_while_the_consumer_registers_leaves_no_orphan(
+    proxy: Proxy, names: Names, connection: aiorabbit.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = names.queue()
+    plain = await connection.channel()
+    async with robust(proxy.url) as conn:
+        ch = await conn.channel()
+        await ch.queue_declare(queue)
+        consumer = ch.consume(queue, consumer_tag="orphan-check")
+        await consumer.start()
+        original = aiorabbit.Channel._basic_consume
+
+        async def slow_consume_ok(self: aiorabbit.Channel, inner: Any) -> str:
+            proxy.stall(upstream=False, downstream=True)  # the consume-ok is held back
+            return await original(self, inner)
+
+        monkeypatch.setattr(aiorabbit.Channel, "_basic_consume", slow_consume_ok)
+        with pytest.raises(aiorabbit.NotFound):  # a channel error closes the consumer's channel
+            await ch.queue_declare(f"{queue}-missing", passive=True)
+        with pytest.raises(asyncio.TimeoutError):
+            await consumer.get(timeout=0.5)  # cancelled while basic.consume is in flight
+        monkeypatch.setattr(aiorabbit.Channel, "_basic_consume", original)
+        proxy.resume()
+        for i in range(4):
+            await plain.basic_publish(b"%d" % i, routing_key=queue)
+        got = [(await consumer.get(timeout=5)).body for _ in range(4)]
+        assert got == [b"0", b"1", b"2", b"3"]  # none went to an orphaned consumer
+        assert conn.state == "connected"  # the tag was not reused while live (530)
+        ok = await queue_state(connection, queue)
+        assert ok is not None and ok.consumer_count == 1
+        await consumer.cancel()

@@ -166,6 +166,33 @@ class FrameParser:
     def frame_max(self, value: int) -> None:
         self._frame_max = value or _UNLIMITED
 
+    def pending_body(self) -> tuple[int, int]:
+        """``(channel, bytes)``: the payload still due for the body frame
+        being read, ``(channel, 0)`` between frames.  An I/O layer may read
+        those bytes straight into the body's own buffer, then report them
+        with :meth:`body_placed` instead of feeding them."""
+        return self._body_channel, self._body_left
+
+    def body_placed(self, size: int) -> None:
+        """``size`` bytes of the current body frame's payload were received
+        directly into their destination (see :meth:`pending_body`)."""
+        if not 0 < size <= self._body_left:
+            raise FrameError(f"{size} body bytes placed, {self._body_left} were due")
+        self._body_left -= size
+        if not self._body_left:
+            self._need_end = True
+
+    def head_due(self) -> int:
+        """Bytes still to read before the next frame's payload starts (a
+        pending end octet and the rest of the next frame head); 0 inside a
+        payload."""
+        if self._body_left:
+            return 0
+        have = len(self._buf)
+        if have >= 7:
+            return 0
+        return (1 if self._need_end else 0) + 7 - have
+
     def feed(self, data: Buffer) -> list[Frame]:
         """Parse ``data``; return every frame it completes, in order."""
         sink = _Collector()
