@@ -821,4 +821,3 @@ def connect(url: str | None = None, **options: Any) -> _Connect:
     else:
         params = ConnectionParameters.from_url(url, **options)
     return _Connect(params)
-
