@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .backoff import Backoff, is_recoverable
-from .channel import Channel, DeclareOk
+from .channel import Channel, DeclareOk, _retrieve
 from .codec._primitives import Buffer
 from .codec.properties import Properties
-from .connection import Connection
+from .connection import Connection, _fail
 from .consumer import Consumer
 from .exceptions import (
     AMQPError,
@@ -1094,19 +1094,8 @@ class RobustConsumer:
         return tracked
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
-
 def _copy(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(arguments) if arguments else None
-
-
-def _fail(waiter: asyncio.Future[Any], exc: BaseException) -> None:
-    if not waiter.done():
-        waiter.set_exception(exc)
-        waiter.exception()
 
 
 class _ConnectRobust:

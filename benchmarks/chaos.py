@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
@@ -36,16 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiorabbit  # noqa: E402
+from benchmarks.procstat import rss_mb  # noqa: E402
 from tests.broker_node import BrokerNode  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 PREFETCH = 1000
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE / 1e6
 
 
 class Chaos:

@@ -29,15 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 import aiorabbit  # noqa: E402
 from benchmarks.clients.bare_client import Client as BareClient  # noqa: E402
+from benchmarks.procstat import rss_mb  # noqa: E402
 from tests.proxy import Proxy  # noqa: E402
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 LIMIT_MB = 30.0
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE / 1e6
 
 
 async def wait_count(ch: aiorabbit.Channel, queue: str, count: int) -> int:
