@@ -539,3 +539,29 @@ async def test_recovery_gives_up_after_max_attempts(second_node: BrokerNode) -> 
         assert not left, left
     finally:
         await conn.close()
+
+
+async def test_update_secret_is_used_when_reconnecting(node: BrokerNode) -> None:
+    user, name = f"secret-{uuid.uuid4().hex[:8]}", unique("secret")
+    node.add_user(user, "first")
+    conn = await aiorabbit.connect_robust(node.url_for(user, "first"), backoff=BACKOFF, name=name)
+    events = Events(conn)
+    try:
+        ch = await conn.channel()
+        # The password rotates: the old one no longer logs in.
+        await asyncio.to_thread(node.ctl, "change_password", user, "second")
+        await conn.update_secret("second", "rotated")
+        listing = await asyncio.to_thread(
+            node.ctl, "list_connections", "pid", "client_properties", "-q", "--no-table-headers"
+        )
+        (pid,) = [line.split("\t", 1)[0] for line in listing.splitlines() if f'"{name}"' in line]
+        await asyncio.to_thread(node.ctl, "close_connection", pid, "rotation test")
+        await events.wait("reconnected")
+        assert not events.calls["recovery_failed"]
+        q = await ch.queue_declare("", exclusive=True)  # the channel works on the new login
+        assert q.queue.startswith("amq.gen-")
+        # A connection with the old password is refused: the new one was used.
+        with pytest.raises(aiorabbit.AuthenticationError):
+            await aiorabbit.connect(node.url_for(user, "first"))
+    finally:
+        await conn.close()
