@@ -287,6 +287,12 @@ def _find(rows: list[dict[str, Any]], scenario: str, size: str, variant: str) ->
     return None
 
 
+def ceiling_for(rows: list[dict[str, Any]], scenario: str, size: str) -> dict[str, Any] | None:
+    """The bare-socket row bounding ``scenario``: its own, and for confirmed
+    publishing the unconfirmed one (a confirm can only slow a publish)."""
+    return _find(rows, "publish" if scenario == "publish_confirms" else scenario, size, "bare")
+
+
 def best_peer(rows: list[dict[str, Any]], scenario: str, size: str) -> dict[str, Any] | None:
     peers = [r for r in rows if r["scenario"] == scenario and r["size"] == size and "msg_per_s" in r
              and r["variant"].split("+")[0] in PEERS]
@@ -310,7 +316,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
             lines.append(f"| {scenario} | {size} | {row['variant']} | FAILED | | | | | |")
             continue
         peer = best_peer(rows, scenario, size)
-        ceiling = _find(rows, scenario, size, "bare")
+        ceiling = ceiling_for(rows, scenario, size)
         vs = f"{row['msg_per_s'] / peer['msg_per_s']:.1f}x" if peer else ""
         of = f"{row['msg_per_s'] / ceiling['msg_per_s']:.0%}" if ceiling else ""
         lines.append(
@@ -357,7 +363,7 @@ def check_targets(rows: list[dict[str, Any]], loops: list[str]) -> list[tuple[st
         for size in ("64KiB", "4MiB"):
             for scenario in THROUGHPUT:
                 ours = _find(rows, scenario, size, variant_name("aiorabbit", loop))
-                peer, ceiling = best_peer(rows, scenario, size), _find(rows, scenario, size, "bare")
+                peer, ceiling = best_peer(rows, scenario, size), ceiling_for(rows, scenario, size)
                 label = f"{scenario} {size} >= min(2x best peer, 85% ceiling) MB/s{tag}"
                 if ours is None or peer is None:
                     out.append((label, None, "not measured"))
@@ -399,21 +405,31 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per run")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--from-json", type=Path, help="no run: report again from a latest.json")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.scale = 1, 5
     harness = Harness(args)
-    asyncio.run(harness.run_all())
-    rows = summarise(harness.runs)
+    if args.from_json:
+        stored = json.loads(args.from_json.read_text())
+        harness.info = stored["machine"]
+        fields = Run.__dataclass_fields__
+        harness.runs = [Run(**{k: v for k, v in r.items() if k in fields}) for r in stored["runs"]]
+        rows = stored["summary"]
+        args.loops = sorted({r["loop"] for r in stored["runs"] if r["loop"] != "none"})
+    else:
+        asyncio.run(harness.run_all())
+        rows = summarise(harness.runs)
     targets = check_targets(rows, args.loops)
     table = markdown(rows, harness.info)
     table += "\n| target | met | measured |\n| --- | --- | --- |\n" + "".join(
         f"| {label} | {'n/a' if met is None else 'yes' if met else 'NO'} | {figures} |\n"
         for label, met, figures in targets
     )
+    records = stored["runs"] if args.from_json else [_run_record(r) for r in harness.runs]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(
-        {"machine": harness.info, "summary": rows, "runs": [_run_record(r) for r in harness.runs],
+        {"machine": harness.info, "summary": rows, "runs": records,
          "targets": [{"target": t, "met": m, "measured": f} for t, m, f in targets]}, indent=1))
     (args.out / "latest.md").write_text(table)
     print()

@@ -32,7 +32,10 @@ def draw(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
         for j, scenario in enumerate(scenarios):
             ax = axes[i][j]
             bars = [r for r in rows if r["scenario"] == scenario and r["size"] == size and key in r]
-            ceiling = [r for r in bars if r["variant"] == "bare"]
+            # A confirmed publish is bounded by the unconfirmed bare publish.
+            bound = "publish" if scenario == "publish_confirms" else scenario
+            ceiling = [r for r in rows if (r["scenario"], r["size"], r["variant"]) == (bound, size, "bare")
+                       and key in r]
             bars = [r for r in bars if r["variant"] != "bare"]
             names = [r["variant"].replace("+uvloop", "\n+uvloop") for r in bars]
             colours = [COLOURS.get(r["variant"].split("+")[0], "grey") for r in bars]

@@ -42,6 +42,15 @@ def test_bench_runs_every_scenario_and_verifies_delivery(amqp_url: str, tmp_path
     table = (tmp_path / "latest.md").read_text()
     assert "| publish | 64B | aiorabbit |" in table and "| target | met | measured |" in table
     assert result["machine"]["broker"].startswith("RabbitMQ")
+    # The report can be made again from the stored run, identically.
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--from-json", str(tmp_path / "latest.json"), "--no-chart",
+         "--out", str(again)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (again / "latest.md").read_text() == table
 
 
 async def test_harness_counts_a_lost_message_as_a_failure(amqp_url: str) -> None:
