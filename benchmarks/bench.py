@@ -339,7 +339,7 @@ def check_targets(rows: list[dict[str, Any]], loops: list[str]) -> list[tuple[st
     def ratio_target(label: str, scenario: str, size: str, peer_x: float | None, ceiling_f: float | None,
                      loop: str) -> None:
         ours = _find(rows, scenario, size, variant_name("aiorabbit", loop))
-        peer, ceiling = best_peer(rows, scenario, size), _find(rows, scenario, size, "bare")
+        peer, ceiling = best_peer(rows, scenario, size), ceiling_for(rows, scenario, size)
         if ours is None or (peer_x and peer is None) or (ceiling_f and ceiling is None):
             out.append((label, None, "not measured"))
             return
@@ -437,7 +437,7 @@ def main() -> None:
     if not args.no_chart:
         from benchmarks.chart import draw
 
-        draw(rows, harness.info, args.out / "latest.png")
+        draw(rows, harness.info, args.out / "latest.png", ceiling_for)
         print(f"chart: {args.out / 'latest.png'}")
     failed = [r for r in harness.runs if not r.ok]
     if failed:

@@ -3,8 +3,11 @@ bar per client variant and the bare-socket ceiling as a dashed line."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+Row = dict[str, Any]
 
 COLOURS = {"aiorabbit": "#d9480f", "aio-pika": "#1971c2", "aiormq": "#2f9e44", "pika": "#7048e8"}
 TITLES = {
@@ -15,7 +18,14 @@ TITLES = {
 }
 
 
-def draw(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
+def draw(
+    rows: list[Row],
+    info: dict[str, Any],
+    path: Path,
+    ceiling_for: Callable[[list[Row], str, str], Row | None],
+) -> None:
+    """Write the chart to ``path``; ``ceiling_for(rows, scenario, size)``
+    gives the bare-socket row each panel's dashed line shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,10 +42,7 @@ def draw(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
         for j, scenario in enumerate(scenarios):
             ax = axes[i][j]
             bars = [r for r in rows if r["scenario"] == scenario and r["size"] == size and key in r]
-            # A confirmed publish is bounded by the unconfirmed bare publish.
-            bound = "publish" if scenario == "publish_confirms" else scenario
-            ceiling = [r for r in rows if (r["scenario"], r["size"], r["variant"]) == (bound, size, "bare")
-                       and key in r]
+            ceiling = ceiling_for(rows, scenario, size)
             bars = [r for r in bars if r["variant"] != "bare"]
             names = [r["variant"].replace("+uvloop", "\n+uvloop") for r in bars]
             colours = [COLOURS.get(r["variant"].split("+")[0], "grey") for r in bars]
@@ -43,9 +50,9 @@ def draw(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> None:
             drawn = ax.bar(names, [r[key] for r in bars], color=colours)
             for bar, hatch in zip(drawn, hatches, strict=False):
                 bar.set_hatch(hatch)
-            if ceiling:
-                ax.axhline(ceiling[0][key], color="black", linestyle="--", linewidth=1)
-                ax.text(len(bars) - 0.5, ceiling[0][key], " bare socket", va="bottom", ha="right", fontsize=7)
+            if ceiling is not None and key in ceiling:
+                ax.axhline(ceiling[key], color="black", linestyle="--", linewidth=1)
+                ax.text(len(bars) - 0.5, ceiling[key], " bare socket", va="bottom", ha="right", fontsize=7)
             ax.set_title(f"{TITLES[scenario]}, {size}", fontsize=9)
             ax.set_ylabel(unit, fontsize=8)
             ax.tick_params(axis="x", labelsize=6.5)
