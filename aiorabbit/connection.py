@@ -176,6 +176,8 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._parser = FrameParser(params.frame_max or 0)
         self._channels: dict[int, Channel] = {}
+        # Channels whose open was interrupted, being closed in the background.
+        self._closing_channels: set[asyncio.Task[None]] = set()
         self._router = _Router(self)
         self._transport: asyncio.Transport | None = None
         self._out: list[Buffer] = []
@@ -279,9 +281,17 @@ class Connection:
             if publisher_confirms:
                 await ch.confirm_select()
         except BaseException:
-            if not ch.is_closed:
-                ch._set_closed(ConnectionClosed(0, "channel open was interrupted"))
-            self._release_channel(number)
+            if ch.is_closed or not self.is_open:
+                if not ch.is_closed:
+                    ch._set_closed(ConnectionClosed(0, "channel open was interrupted"))
+                self._release_channel(number)
+            else:
+                # channel.open (or confirm.select) is on the wire: the number
+                # stays taken until the broker has closed the channel, since
+                # opening it again meanwhile is a connection error (504).
+                closing = self._loop.create_task(ch.close())
+                self._closing_channels.add(closing)
+                closing.add_done_callback(self._closing_channels.discard)
             raise
         return ch
 

@@ -133,6 +133,32 @@ async def test_channel_numbers_allocated_and_reused(amqp_url: str) -> None:
         assert again.is_open
 
 
+@pytest.mark.parametrize("confirms", [False, True])
+async def test_an_interrupted_channel_open_keeps_its_number_until_closed(
+    amqp_url: str, confirms: bool
+) -> None:
+    # Reusing the number while channel.open is on the wire would be a second
+    # channel.open for it, which the broker answers by closing the connection.
+    async with aiorabbit.connect(amqp_url) as conn:
+        opening = asyncio.ensure_future(conn.channel(publisher_confirms=confirms))
+        for _ in range(2 if confirms else 1):
+            await asyncio.sleep(0)  # channel.open (then confirm.select) is sent
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        assert list(conn._channels) == [1]
+        again = await conn.channel()
+        assert again.number == 2
+        await again.queue_declare("", exclusive=True)
+        for _ in range(100):
+            if list(conn._channels) == [2]:
+                break
+            await asyncio.sleep(0.01)
+        assert list(conn._channels) == [2]  # the first one was closed and freed
+        assert (await conn.channel()).number == 1
+        assert conn.is_open
+
+
 async def test_heartbeat_timeout_fails_waiters(amqp_url: str) -> None:
     async with Proxy("127.0.0.1", 5672) as proxy:
         conn = await aiorabbit.connect(proxy.url, heartbeat=1)
