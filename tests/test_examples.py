@@ -539,6 +539,8 @@ ARGS = {
     "receive_logs_topic.py": ("#",),
     "publish_confirm.py": (),
     "quickstart.py": (),
+    "rpc_server.py": (),
+    "rpc_client.py": (),
 }
 
 
@@ -566,3 +568,78 @@ async def test_help_and_unreachable_broker(examples: Examples, name: str, dead_u
     assert "ready" not in out
     assert err.count("\n") == 1, err
     assert err.startswith("error: ConnectionFailed: cannot connect to 127.0.0.1:")
+
+
+# ----------------------------------------------------------------------
+# RPC (aiorabbit.rpc): Fibonacci numbers on "rpc_queue"
+
+
+@pytest.fixture
+async def rpc_queue(amqp_url: str) -> AsyncIterator[str]:
+    """The tutorial's fixed queue, deleted before and after the test."""
+    await delete(amqp_url, queues=("rpc_queue",))
+    yield "rpc_queue"
+    await delete(amqp_url, queues=("rpc_queue",))
+
+
+async def test_rpc(examples: Examples, amqp_url: str, rpc_queue: str) -> None:
+    server = await examples.receiver("rpc_server.py", "--count", "5")
+    assert await examples.ok("rpc_client.py") == ["Requesting fib(30)", "Got fib(30) = 832040"]
+    # Four calls in flight at once, each reply matched to its call.
+    assert await examples.ok("rpc_client.py", "0", "1", "10", "90") == [
+        "Requesting fib(0)",
+        "Requesting fib(1)",
+        "Requesting fib(10)",
+        "Requesting fib(90)",
+        "Got fib(0) = 0",
+        "Got fib(1) = 1",
+        "Got fib(10) = 55",
+        "Got fib(90) = 2880067194370816120",
+    ]
+    rc, out, err = await server.finish()
+    assert (rc, err) == (0, "")
+    # One request at a time (prefetch 1), in the order they were sent.
+    assert out == ["fib(30)", "fib(0)", "fib(1)", "fib(10)", "fib(90)"]
+    # Each request was acked once answered.
+    assert await message_count(amqp_url, rpc_queue) == 0
+
+
+async def test_rpc_errors(examples: Examples, amqp_url: str, names: Any) -> None:
+    queue = names.queue("rpc")
+    server = await examples.receiver("rpc_server.py", "--queue", queue, "--count", "2")
+    # The server's handler raises: the client raises RemoteError.
+    rc, out, err = await examples.run("rpc_client.py", "--queue", queue, "seven")
+    assert (rc, out) == (1, ["Requesting fib(seven)"])
+    assert err == "error: RemoteError: ValueError: invalid literal for int() with base 10: 'seven'\n"
+    rc, out, err = await examples.run("rpc_client.py", "--queue", queue, "-1")
+    assert rc == 1 and err == "error: RemoteError: ValueError: n must be from 0 to 10000, not -1\n"
+    rc, out, err = await server.finish()
+    assert (rc, out, err) == (0, ["fib(seven)", "fib(-1)"], "")
+
+    # The queue is there, but nobody serves it: the call times out, and its
+    # request expires with it.
+    started = time.monotonic()
+    rc, out, err = await examples.run("rpc_client.py", "--queue", queue, "--timeout", "0.3", "5")
+    assert rc == 1 and err.startswith("error: RpcTimeout: no reply within 0.3 s (correlation_id=")
+    assert time.monotonic() - started < TIMEOUT
+    deadline = time.monotonic() + TIMEOUT
+    while await message_count(amqp_url, queue) != 0:
+        assert time.monotonic() < deadline, "the request did not expire"
+        await asyncio.sleep(0.05)
+
+    # No queue at all: the request comes back at once.
+    rc, out, err = await examples.run("rpc_client.py", "--queue", names.queue("none"), "5")
+    assert rc == 1 and err.startswith("error: MessageReturned: message returned (312 NO_ROUTE)")
+
+    rc, out, err = await examples.run("rpc_client.py", "--timeout", "0")
+    assert rc == 2 and "--timeout: must be positive, not 0" in err
+
+
+async def test_rpc_server_runs_until_ctrl_c(examples: Examples, amqp_url: str, rpc_queue: str) -> None:
+    server = await examples.receiver("rpc_server.py", sigint=True)
+    assert await examples.ok("rpc_client.py", "7") == ["Requesting fib(7)", "Got fib(7) = 13"]
+    assert await server.readline() == "fib(7)"
+    server.proc.send_signal(signal.SIGINT)
+    rc, out, err = await server.finish()
+    assert (rc, out, err) == (0, [], "")  # a clean exit, no traceback
+    assert await message_count(amqp_url, rpc_queue) == 0
