@@ -1,0 +1,118 @@
+"""A FastAPI service that queues jobs on RabbitMQ and works on them.
+
+    pip install "aiorabbit[fastapi]" uvicorn
+    uvicorn examples.fastapi_app:app            # $AMQP_URL selects the broker
+
+    curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
+         -d '{"text": "hello brave new world"}'
+    curl localhost:8000/health
+
+POST /jobs publishes the job to the "fastapi.jobs" exchange with publisher
+confirms: the 202 answer means the broker has the job, persistent, in the
+durable "fastapi.jobs" queue.  The worker (a consumer in the same app; run
+more replicas to share the work) counts the job's words and publishes the
+result to the "fastapi.results" queue, then acks the job.  A job that does
+not decode ends in "fastapi.jobs.dead".  Stopping the app (Ctrl-C, SIGTERM)
+lets the jobs in progress finish; the others stay queued.
+
+Every name starts with $AIORABBIT_EXAMPLES_PREFIX (the tests set it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+import aiorabbit
+from aiorabbit.fastapi import RabbitMQ, RabbitPublisher
+
+PREFIX = os.environ.get("AIORABBIT_EXAMPLES_PREFIX", "")
+JOBS_EXCHANGE = f"{PREFIX}fastapi.jobs"
+JOBS_QUEUE = f"{PREFIX}fastapi.jobs"
+DEAD_QUEUE = f"{PREFIX}fastapi.jobs.dead"
+RESULTS_QUEUE = f"{PREFIX}fastapi.results"
+
+
+class NewJob(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class Job(BaseModel):
+    id: str
+    text: str
+
+
+class Queued(BaseModel):
+    job_id: str
+    status: str = "queued"
+
+
+class Result(BaseModel):
+    job_id: str
+    words: int
+
+
+# -- RabbitMQ: connection, topology and the worker ------------------------
+
+rabbit = RabbitMQ(connection_name="aiorabbit-fastapi-example", shutdown_timeout=10)
+rabbit.exchange(JOBS_EXCHANGE, "direct")
+rabbit.queue(JOBS_QUEUE, bindings=[(JOBS_EXCHANGE, "count_words")], dead_letter_queue=DEAD_QUEUE)
+rabbit.queue(RESULTS_QUEUE)
+
+
+@rabbit.consumer(JOBS_QUEUE, model=Job, prefetch=20, concurrency=10)
+async def count_words(job: Job) -> None:
+    """Acked when this returns; a job redelivered after a crash is counted
+    again, which is harmless here (the result carries the job's id)."""
+    result = Result(job_id=job.id, words=len(job.text.split()))
+    await rabbit.publisher.publish_json(
+        result, routing_key=RESULTS_QUEUE, mandatory=True,
+        properties=aiorabbit.Properties(correlation_id=job.id),
+    )
+
+
+# -- HTTP ---------------------------------------------------------------------
+
+app = FastAPI(title="aiorabbit FastAPI example", lifespan=rabbit.lifespan)
+rabbit.add_health_route(app, "/health")
+
+
+@app.post("/jobs", status_code=202)
+async def create_job(
+    new: NewJob, publisher: Annotated[RabbitPublisher, Depends(rabbit.publisher)]
+) -> Queued:
+    job = Job(id=uuid.uuid4().hex, text=new.text)
+    try:
+        # Returns once the broker confirmed the job; the job's id is the
+        # message_id, so a consumer can tell a republished copy.
+        await publisher.publish_json(
+            job, exchange=JOBS_EXCHANGE, routing_key="count_words", mandatory=True,
+            properties=aiorabbit.Properties(message_id=job.id),
+        )
+    except aiorabbit.AMQPError as exc:  # unroutable, nacked, broker unreachable for too long
+        raise HTTPException(503, f"the job was not queued: {type(exc).__name__}") from exc
+    return Queued(job_id=job.id)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    try:
+        import uvicorn
+    except ImportError:
+        sys.exit("error: this example runs under uvicorn: pip install uvicorn")
+    uvicorn.run(app, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
