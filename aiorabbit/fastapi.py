@@ -342,11 +342,7 @@ class _Runner:
 
     @property
     def consuming(self) -> bool:
-        consumer = self.consumer
-        if self.task.done() or consumer._parked:
-            return False
-        inner = consumer._inner
-        return inner is not None and inner._exc is None and inner.channel.is_open
+        return not self.task.done() and self.consumer.is_consuming
 
     def health(self) -> ConsumerHealth:
         return {

@@ -885,6 +885,18 @@ class RobustConsumer:
         """The queue's current name (follows a server-named queue's renames)."""
         return self._queue
 
+    @property
+    def is_consuming(self) -> bool:
+        """True while the broker delivers to this consumer: started, not
+        cancelled or ended, not waiting for its queue, and its channel open
+        (False while the connection recovers)."""
+        inner = self._inner
+        return (
+            self.channel._rconn._state is State.CONNECTED
+            and not self._parked and self._exc is None and not self._cancelled
+            and inner is not None and inner._exc is None and inner.channel.is_open
+        )
+
     def __repr__(self) -> str:
         return f"<aiorabbit.RobustConsumer queue={self._queue!r} tag={self.consumer_tag!r}>"
 

@@ -720,6 +720,37 @@ async def test_consumer_cancelled_by_broker_consumes_again(
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_is_consuming_follows_cuts_broker_cancels_and_cancel(
+    proxy: Proxy, names: Names, connection: aiorabbit.Connection
+) -> None:
+    queue = names.queue()
+    plain = await connection.channel()
+    async with robust(proxy.url) as conn:
+        events = Events(conn)
+        ch = await conn.channel()
+        await ch.queue_declare(queue)
+        consumer = ch.consume(queue)
+        seen: list[tuple[str, bool]] = []
+        for event in ("disconnected", "reconnected"):
+            conn.add_listener(event, lambda _c, *_a, e=event: seen.append((e, consumer.is_consuming)))
+        assert not consumer.is_consuming  # not started
+        async with consumer:
+            assert consumer.is_consuming
+            # Iterating, as consumers do: it sees the broker's cancel.
+            reader = asyncio.ensure_future(consumer.get())
+            proxy.cut()
+            await events.wait("reconnected")
+            await eventually(lambda: consumer.is_consuming, 5, "consuming again")
+            assert seen[0] == ("disconnected", False)
+            await plain.queue_delete(queue)  # the broker cancels the consumer
+            await eventually(lambda: not consumer.is_consuming, 5, "the broker's cancel")
+            await plain.queue_declare(queue)
+            await eventually(lambda: consumer.is_consuming, 10, "consuming the new queue")
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        assert not consumer.is_consuming  # cancelled
+
+
 async def test_deleting_its_queue_through_the_robust_channel_ends_the_consumer(
     proxy: Proxy, names: Names
 ) -> None:
