@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import aiorabbit
+from aiorabbit.rpc import RpcClient
 
 NAME = "aiorabbit"
 
@@ -46,25 +46,14 @@ class Client:
         return total
 
     async def rpc(self, queue: str, body: bytes, count: int) -> list[float]:
-        ch = await self.conn.channel()
-        waiting: dict[str, asyncio.Future[aiorabbit.IncomingMessage]] = {}
-
-        def on_reply(msg: aiorabbit.IncomingMessage) -> None:
-            fut = waiting.pop(msg.properties.correlation_id or "", None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-
-        await ch.basic_consume("amq.rabbitmq.reply-to", on_reply, no_ack=True)
-        loop = asyncio.get_running_loop()
+        # The library's own RPC client (direct reply-to, correlation ids, a
+        # timeout and a mandatory flag per call), as an application uses it.
         latencies = []
-        for _ in range(count):
-            cid = uuid.uuid4().hex
-            fut = waiting[cid] = loop.create_future()
-            start = time.perf_counter()
-            props = aiorabbit.Properties(correlation_id=cid, reply_to="amq.rabbitmq.reply-to")
-            await ch.basic_publish(body, routing_key=queue, properties=props)
-            await fut
-            latencies.append(time.perf_counter() - start)
+        async with RpcClient(self.conn, timeout=30) as rpc:
+            for _ in range(count):
+                start = time.perf_counter()
+                await rpc.call(body, routing_key=queue)
+                latencies.append(time.perf_counter() - start)
         return latencies
 
     async def close(self) -> None:
