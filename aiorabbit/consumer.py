@@ -65,6 +65,9 @@ class Consumer:
             or inspect.iscoroutinefunction(type(callback).__call__)
         )
         self._worker: asyncio.Task[None] | None = None
+        # Told at once when the consumer ends (a callback consumer has no
+        # iterator that would notice): set by the layers above.
+        self._on_end: Callable[[Consumer, BaseException], None] | None = None
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -159,6 +162,8 @@ class Consumer:
         """End the iteration with ``exc`` after the buffered messages."""
         if self._exc is None:
             self._exc = exc
+            if self._on_end is not None:
+                self._on_end(self, exc)
         if isinstance(exc, (ChannelClosed, ConnectionClosed)):
             # Their delivery tags are dead: handing them out would only lead
             # to settle errors, and the broker requeues them anyway.

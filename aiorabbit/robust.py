@@ -1041,6 +1041,8 @@ class RobustConsumer:
             callback = self._tracking(callback)
         consumer = Consumer(inner_channel, self._queue, no_ack=self.no_ack, exclusive=self.exclusive,
                             arguments=arguments, consumer_tag=self.consumer_tag, callback=callback)
+        if callback is not None:
+            consumer._on_end = self._callback_consumer_ended
         await consumer.start()
         self.consumer_tag = consumer.consumer_tag
         if self._cancelled:
@@ -1049,6 +1051,13 @@ class RobustConsumer:
         self._inner = consumer
         self._parked = False
         self._ready.set()
+
+    def _callback_consumer_ended(self, inner: Consumer, exc: BaseException) -> None:
+        # What ``__anext__`` does for an iterated consumer the broker cancels.
+        if isinstance(exc, ConsumerCancelled) and inner is self._inner and not self._cancelled:
+            self._lost(inner)
+            self.channel._rconn._emit("consumer_cancelled", self)
+            self._park()
 
     def _park(self) -> None:
         """Wait, in the background, for the queue to exist again."""

@@ -720,6 +720,42 @@ async def test_consumer_cancelled_by_broker_consumes_again(
         await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_callback_consumer_cancelled_by_broker_consumes_again(
+    proxy: Proxy, names: Names, connection: aiorabbit.Connection, kind: str
+) -> None:
+    # No iterator notices the cancel here: the consumer must act on it itself.
+    queue = names.queue()
+    plain = await connection.channel()
+    async with robust(proxy.url) as conn:
+        events = Events(conn)
+        ch = await conn.channel()
+        await ch.queue_declare(queue)
+        received: list[bytes] = []
+
+        def on_message(msg: aiorabbit.IncomingMessage) -> None:
+            received.append(msg.body)
+            msg.ack()
+
+        async def on_message_async(msg: aiorabbit.IncomingMessage) -> None:
+            on_message(msg)
+
+        tag = await ch.basic_consume(queue, on_message if kind == "sync" else on_message_async)
+        await plain.basic_publish(b"before", routing_key=queue)
+        await eventually(lambda: received == [b"before"], 5, "the first message")
+        await plain.queue_delete(queue)
+        await events.wait("consumer_cancelled")
+        await plain.queue_declare(queue)
+        await plain.basic_publish(b"after", routing_key=queue)
+        await eventually(lambda: received == [b"before", b"after"], 10, "a message from the new queue")
+        assert events.count("consumer_cancelled") == 1
+        ok = await queue_state(connection, queue)
+        assert ok is not None and ok.consumer_count == 1
+        await ch.basic_cancel(tag)
+    ok = await queue_state(connection, queue)
+    assert ok is not None and ok.consumer_count == 0
+
+
 async def test_is_consuming_follows_cuts_broker_cancels_and_cancel(
     proxy: Proxy, names: Names, connection: aiorabbit.Connection
 ) -> None:
