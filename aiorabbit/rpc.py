@@ -114,29 +114,20 @@ class _Default(enum.Enum):
     TIMEOUT = "the client's timeout"
 
 
-class _WatchedConsumer(Consumer):
+def _watched(
+    channel: Channel,
+    queue: str,
+    callback: Callable[[IncomingMessage], None],
+    on_end: Callable[[Consumer, BaseException], None],
+    *,
+    no_ack: bool,
+) -> Consumer:
     """A callback consumer that reports its end (channel or connection
     closed, or cancelled by the broker) the moment it happens, so that what
     depends on it can fail at once instead of waiting for a timeout."""
-
-    def __init__(
-        self,
-        channel: Channel,
-        queue: str,
-        callback: Callable[[IncomingMessage], None],
-        on_end: Callable[[_WatchedConsumer, BaseException], None],
-        *,
-        no_ack: bool,
-    ) -> None:
-        super().__init__(channel, queue, no_ack=no_ack, callback=callback)
-        self._on_end = on_end
-        #: Why it ended, once it has.
-        self.ended: BaseException | None = None
-
-    def _fail(self, exc: BaseException) -> None:
-        super()._fail(exc)
-        self.ended = exc
-        self._on_end(self, exc)
+    consumer = Consumer(channel, queue, no_ack=no_ack, callback=callback)
+    consumer._on_end = on_end
+    return consumer
 
 
 async def _live_connection(conn: Connection | RobustConnection, timeout: float | None) -> Connection:
@@ -382,8 +373,8 @@ class RpcClient:
             try:
                 channel = await live.channel(on_return=self._on_return)
                 # Direct reply-to needs a no-ack consumer on the publishing channel.
-                await _WatchedConsumer(channel, REPLY_TO, self._on_reply, self._reply_consumer_ended,
-                                       no_ack=True).start()
+                await _watched(channel, REPLY_TO, self._on_reply, self._reply_consumer_ended,
+                               no_ack=True).start()
             except (ConnectionClosed, ChannelClosed) as exc:
                 if not _recovers(conn, exc):
                     raise
@@ -416,7 +407,7 @@ class RpcClient:
             return
         fut.set_exception(MessageReturned(returned))
 
-    def _reply_consumer_ended(self, consumer: _WatchedConsumer, exc: BaseException) -> None:
+    def _reply_consumer_ended(self, consumer: Consumer, exc: BaseException) -> None:
         channel = consumer.channel
         if channel is not self._channel:
             return  # our own close, or a channel not yet (or no longer) in use
@@ -508,7 +499,7 @@ class RpcServer:
         self.auto_delete = auto_delete
         self.arguments = dict(arguments) if arguments else None
         self._channel: Channel | None = None
-        self._consumer: _WatchedConsumer | None = None
+        self._consumer: Consumer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._backlog: collections.deque[IncomingMessage] = collections.deque()
         self._resuming: asyncio.Task[None] | None = None
@@ -606,8 +597,8 @@ class RpcServer:
                 if self.declare:
                     await channel.queue_declare(self.queue, durable=self.durable,
                                                 auto_delete=self.auto_delete, arguments=self.arguments)
-                consumer = _WatchedConsumer(channel, self.queue, self._on_request, self._consumer_ended,
-                                            no_ack=False)
+                consumer = _watched(channel, self.queue, self._on_request, self._consumer_ended,
+                                    no_ack=False)
                 await consumer.start()
             except (ConnectionClosed, ChannelClosed) as exc:
                 if not _recovers(conn, exc):
@@ -622,8 +613,8 @@ class RpcServer:
                 await channel.close()
                 return
             self._channel, self._consumer = channel, consumer
-            if consumer.ended is not None:  # pragma: no cover - lost between consume-ok and here
-                self._consumer_ended(consumer, consumer.ended)
+            if consumer._exc is not None:  # pragma: no cover - lost between consume-ok and here
+                self._consumer_ended(consumer, consumer._exc)
             return
 
     def _on_request(self, msg: IncomingMessage) -> None:
@@ -674,7 +665,7 @@ class RpcServer:
             if msg.channel.is_open:
                 msg.reject(requeue=True)
 
-    def _consumer_ended(self, consumer: _WatchedConsumer, exc: BaseException) -> None:
+    def _consumer_ended(self, consumer: Consumer, exc: BaseException) -> None:
         if consumer is not self._consumer:
             return  # cancelled by close(), or replaced
         self._consumer = None

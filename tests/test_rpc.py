@@ -808,7 +808,7 @@ async def test_close_while_the_reply_consumer_starts(
     async def stuck(self: Any) -> None:
         await never.wait()
 
-    monkeypatch.setattr(aiorabbit.rpc._WatchedConsumer, "start", stuck)
+    monkeypatch.setattr(aiorabbit.rpc.Consumer, "start", stuck)  # only the reply consumer starts here
     rpc = RpcClient(connection)
     starting = spawn(rpc.start())
     await until(lambda: any(ch.is_open for ch in connection._channels.values()))
