@@ -78,12 +78,19 @@ class Proxy:
         self._links.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Registered before the upstream connect: a cut() or close() while it
+        # is under way must reach this link too (an open client socket would
+        # also hold close() in Server.wait_closed for ever).
+        self._links.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
-            writer.close()
+            writer.transport.abort()
             return
-        self._links.update((writer, up_writer))
+        if writer not in self._links:  # cut meanwhile
+            up_writer.transport.abort()
+            return
+        self._links.add(up_writer)
         self._clients.append(writer)
         for src, dst, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
             task = asyncio.get_running_loop().create_task(self._pump(src, dst, upstream))
