@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +25,11 @@ from aiorabbit.testing import Names
 __all__ = ["Names"]
 
 _LOOP = os.environ.get("AIORABBIT_TEST_LOOP", "asyncio")
+
+#: A test still running after this many seconds gets its asyncio tasks'
+#: stacks printed (a hang shows where it waits); pytest-timeout fails it
+#: later (``timeout`` in pyproject.toml).
+DUMP_AFTER = float(os.environ.get("AIORABBIT_TEST_DUMP_AFTER", "100"))
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
@@ -54,3 +63,27 @@ def names(amqp_names: Names) -> Names:
 
 def pytest_report_header(config: Any) -> str:
     return f"aiorabbit test event loop: {_LOOP}"
+
+
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    # Runs in the main thread, inside the event loop it interrupted (if any).
+    loop = asyncio._get_running_loop()
+    print(f"\n=== asyncio tasks still running after {DUMP_AFTER:g} s ===", file=sys.stderr)
+    for task in asyncio.all_tasks(loop) if loop is not None else ():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Print the asyncio tasks of a test that hangs (``kill -USR1`` does too)."""
+    previous = signal.signal(signal.SIGUSR1, _dump_tasks)
+    timer = threading.Timer(DUMP_AFTER, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.daemon = True
+    timer.start()
+    try:
+        return (yield)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
