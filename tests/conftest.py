@@ -10,11 +10,11 @@ Set ``AIORABBIT_TEST_LOOP=uvloop`` to run the whole suite under uvloop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,18 +26,30 @@ __all__ = ["Names"]
 
 _LOOP = os.environ.get("AIORABBIT_TEST_LOOP", "asyncio")
 
-#: A test still running after this many seconds gets its asyncio tasks'
-#: stacks printed (a hang shows where it waits); pytest-timeout fails it
-#: later (``timeout`` in pyproject.toml).
-DUMP_AFTER = float(os.environ.get("AIORABBIT_TEST_DUMP_AFTER", "100"))
+#: A test still running after this many seconds is taken for hung: the
+#: stacks of its asyncio tasks are printed and the tasks cancelled, so that it
+#: fails and the run goes on.  (A plain signal cannot do it: uvloop, idle in
+#: libuv, runs no Python signal handler.)  pytest-timeout (``timeout`` in
+#: pyproject.toml) is the backstop for everything else.
+HANG_AFTER = float(os.environ.get("AIORABBIT_TEST_HANG_AFTER", "100"))
+
+# The test loops created so far that have not been closed yet.
+_loops: list[asyncio.AbstractEventLoop] = []
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
     if _LOOP == "uvloop":
         import uvloop
 
-        return {"uvloop": uvloop.new_event_loop}
-    return {"asyncio": asyncio.new_event_loop}
+        return {"uvloop": functools.partial(_tracked, uvloop.new_event_loop)}
+    return {"asyncio": functools.partial(_tracked, asyncio.new_event_loop)}
+
+
+def _tracked(factory: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
+    _loops[:] = [loop for loop in _loops if not loop.is_closed()]
+    loop = factory()
+    _loops.append(loop)
+    return loop
 
 
 @pytest.fixture(autouse=True)
@@ -66,24 +78,28 @@ def pytest_report_header(config: Any) -> str:
 
 
 
-def _dump_tasks(signum: int, frame: Any) -> None:
-    # Runs in the main thread, inside the event loop it interrupted (if any).
-    loop = asyncio._get_running_loop()
-    print(f"\n=== asyncio tasks still running after {DUMP_AFTER:g} s ===", file=sys.stderr)
-    for task in asyncio.all_tasks(loop) if loop is not None else ():
+def _cancel_hung(loop: asyncio.AbstractEventLoop) -> None:
+    # Runs in the loop's own thread (call_soon_threadsafe wakes it up).
+    print(f"\n=== hung for {HANG_AFTER:g} s: the test's asyncio tasks, then cancelled ===", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
         task.print_stack(file=sys.stderr)
+        task.cancel()
     sys.stderr.flush()
+
+
+def _hung() -> None:
+    for loop in list(_loops):
+        if loop.is_running():
+            loop.call_soon_threadsafe(_cancel_hung, loop)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Print the asyncio tasks of a test that hangs (``kill -USR1`` does too)."""
-    previous = signal.signal(signal.SIGUSR1, _dump_tasks)
-    timer = threading.Timer(DUMP_AFTER, os.kill, (os.getpid(), signal.SIGUSR1))
+    """Turn a test hung in its event loop into a failure that shows where it waited."""
+    timer = threading.Timer(HANG_AFTER, _hung)
     timer.daemon = True
     timer.start()
     try:
         return (yield)
     finally:
         timer.cancel()
-        signal.signal(signal.SIGUSR1, previous)
