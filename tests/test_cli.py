@@ -677,6 +677,19 @@ def test_connection_parameters() -> None:
     assert (params.name, params.connection_timeout) == ("aiorabbit-cli declare", 10.0)
 
 
+def test_global_options_anywhere() -> None:
+    for argv in (
+        ["-q", "--url", "amqp://a", "declare", "queue", "q"],
+        ["declare", "-q", "--url", "amqp://a", "queue", "q"],
+        ["declare", "queue", "q", "-q", "--url", "amqp://a"],
+    ):
+        args = build_parser().parse_args(argv)
+        assert (args.quiet, args.url, args.kind, args.name) == (True, "amqp://a", "queue", "q"), argv
+    # Given once before the command, not undone by the defaults after it.
+    args = build_parser().parse_args(["--debug", "delete", "queue", "q"])
+    assert args.debug and not args.quiet and args.url is None
+
+
 def test_dir_sink_never_overwrites(tmp_path: Path) -> None:
     def message(body: bytes, content_type: str | None = None) -> IncomingMessage:
         props = aiorabbit.Properties(content_type=content_type).encode()

@@ -46,7 +46,8 @@ examples:
 
 
 def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
-    leaves: list[argparse.ArgumentParser] = []
+    # Both levels: global options go after "declare" as well as after its kind.
+    parsers: list[argparse.ArgumentParser] = []
     for verb, helptext, epilog in (
         ("declare", "declare an exchange, a queue or a binding", DECLARE_EPILOG),
         ("delete", "delete an exchange, a queue or a binding", DELETE_EPILOG),
@@ -55,6 +56,7 @@ def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
             verb, help=helptext, description=helptext.capitalize() + ".", epilog=epilog,
             formatter_class=Formatter,
         )
+        parsers.append(parser)
         kinds = parser.add_subparsers(dest="kind", metavar="{exchange,queue,binding}", required=True)
         for kind, build in (("exchange", _exchange), ("queue", _queue), ("binding", _binding)):
             what = f"{verb} {_ARTICLES[kind]} {kind}"
@@ -63,8 +65,8 @@ def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
             )
             sub.set_defaults(handler=command, sigterm_code=ExitCode.INTERRUPTED, verb=verb)
             build(sub, declare=verb == "declare")
-            leaves.append(sub)
-    return leaves
+            parsers.append(sub)
+    return parsers
 
 
 def _exchange(parser: argparse.ArgumentParser, *, declare: bool) -> None:
