@@ -321,6 +321,30 @@ async def test_a_body_that_does_not_decode_is_dead_lettered(
     assert handled == [Job(id=7), {"ok": True}] or handled == [{"ok": True}, Job(id=7)]
 
 
+async def test_every_replica_gets_a_broadcast_through_its_own_queue(
+    connection: aiorabbit.Connection, names: Names
+) -> None:
+    # The documented pattern for per-instance queues: an exclusive queue with
+    # a unique name, bound to a fanout exchange.
+    events = names.exchange("events")
+    got: dict[int, list[bytes]] = {0: [], 1: []}
+    replicas = []
+    for index in (0, 1):
+        rabbit = make()
+        rabbit.exchange(events, "fanout")
+        mine = rabbit.queue(names.queue(f"replica{index}"), durable=False, exclusive=True,
+                            bindings=[(events, "")])
+
+        @rabbit.consumer(mine, name=f"replica{index}")
+        async def on_event(message: IncomingMessage, index: int = index) -> None:
+            got[index].append(message.body)
+
+        replicas.append(rabbit)
+    async with replicas[0].lifespan(), replicas[1].lifespan():
+        await replicas[0].publisher.publish(b"invalidate", exchange=events)
+        await eventually(lambda: got == {0: [b"invalidate"], 1: [b"invalidate"]}, what="both replicas")
+
+
 async def test_a_handler_error_dead_letters_the_message(
     connection: aiorabbit.Connection, names: Names
 ) -> None:
