@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import ssl
 from collections.abc import Callable, Mapping
 from ssl import SSLContext
@@ -12,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .exceptions import InvalidArgument
 
-__all__ = ["ConnectionParameters", "DEFAULT_URL"]
+__all__ = ["ConnectionParameters", "DEFAULT_URL", "redact_urls"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 _AUTH_MECHANISMS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
@@ -229,3 +230,13 @@ _ALIASES = {
     "auth": "auth_mechanism",
 }
 _FIELD_NAMES = {f.name for f in dataclasses.fields(ConnectionParameters)}
+
+
+# scheme://user:password@ -> scheme://user:******@
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of any URL in it masked (for messages
+    that quote a URL the user gave)."""
+    return _CREDENTIALS.sub(r"\1:******@", text)

@@ -39,6 +39,7 @@ import pytest_asyncio
 from .channel import Channel
 from .connection import Connection, connect
 from .exceptions import AMQPError
+from .parameters import redact_urls
 
 __all__ = ["BrokerUnavailable", "Names", "broker_url"]
 
@@ -76,7 +77,7 @@ def broker_url(url: str | None = None) -> Iterator[str]:
     url = url or os.environ.get("AMQP_URL") or None
     if url is not None:
         if not _answers(url):
-            raise BrokerUnavailable(f"the broker at {_redact(url)} does not answer")
+            raise BrokerUnavailable(f"the broker at {redact_urls(url)} does not answer")
         yield url
         return
     if _answers(LOCAL_URL):
@@ -95,10 +96,6 @@ def broker_url(url: str | None = None) -> Iterator[str]:
         yield f"amqp://guest:guest@{host}:{port}/%2F"
     finally:
         container.stop()
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
 
 
 class Names:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import re
 
 from ..exceptions import (
     AuthenticationError,
@@ -17,6 +16,7 @@ from ..exceptions import (
     MessageReturned,
     PublishNacked,
 )
+from ..parameters import redact_urls as redact
 
 __all__ = ["CliError", "ExitCode", "classify", "redact"]
 
@@ -59,15 +59,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
         super().__init__(message)
         self.code = code
-
-
-# scheme://user:password@ -> scheme://user:******@
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the password of any URL in it masked."""
-    return _CREDENTIALS.sub(r"\1:******@", text)
 
 
 def classify(exc: BaseException) -> tuple[ExitCode, str]:
