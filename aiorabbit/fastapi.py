@@ -207,12 +207,8 @@ class RabbitPublisher:
         one.  With ``mandatory``, a message no queue takes raises
         :class:`~aiorabbit.MessageReturned` instead of vanishing.  Raises
         :class:`NotRunning` outside the lifespan."""
-        self._check()
         data = body.encode() if isinstance(body, str) else body
-        props = _merge(properties, persistent=persistent, content_type=None)
-        return await self._pick().publish(
-            data, exchange=exchange, routing_key=routing_key, properties=props, mandatory=mandatory
-        )
+        return await self._send(data, exchange, routing_key, properties, mandatory, persistent, None)
 
     async def publish_json(
         self,
@@ -232,8 +228,22 @@ class RabbitPublisher:
         ``application/json`` unless ``properties`` sets one.  Raises
         :class:`~aiorabbit.InvalidArgument` for what cannot be encoded."""
         self._check()
-        body = _to_json(data)
-        props = _merge(properties, persistent=persistent, content_type="application/json")
+        return await self._send(
+            _to_json(data), exchange, routing_key, properties, mandatory, persistent, "application/json"
+        )
+
+    async def _send(
+        self,
+        body: Buffer,
+        exchange: str,
+        routing_key: str,
+        properties: Properties | None,
+        mandatory: bool,
+        persistent: bool,
+        content_type: str | None,
+    ) -> str:
+        self._check()
+        props = _merge(properties, persistent=persistent, content_type=content_type)
         return await self._pick().publish(
             body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=mandatory
         )
@@ -271,12 +281,13 @@ class RabbitPublisher:
 def _merge(properties: Properties | None, *, persistent: bool, content_type: str | None) -> Properties:
     if properties is not None and not isinstance(properties, Properties):
         raise InvalidArgument("properties must be an aiorabbit.Properties")
-    fields: dict[str, Any] = properties.as_dict() if properties is not None else {}
-    if persistent:
-        fields.setdefault("delivery_mode", DeliveryMode.PERSISTENT)
-    if content_type is not None:
-        fields.setdefault("content_type", content_type)
-    return Properties(**fields)
+    props = properties if properties is not None else Properties()
+    defaults: dict[str, Any] = {}
+    if persistent and props.delivery_mode is None:
+        defaults["delivery_mode"] = DeliveryMode.PERSISTENT
+    if content_type is not None and props.content_type is None:
+        defaults["content_type"] = content_type
+    return props.replace(**defaults)
 
 
 _ANY: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)

@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Iterable
-from typing import Any
 
 from .channel import Channel
 from .codec._primitives import Buffer
@@ -202,6 +201,4 @@ def _with_message_id(properties: Properties | None) -> Properties:
         raise InvalidArgument("properties must be an aiorabbit.Properties")
     if properties.message_id is not None:
         return properties
-    fields: dict[str, Any] = properties.as_dict()
-    fields["message_id"] = uuid.uuid4().hex
-    return Properties(**fields)
+    return properties.replace(message_id=uuid.uuid4().hex)

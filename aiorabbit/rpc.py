@@ -435,11 +435,9 @@ def _request_properties(properties: Properties | None, cid: str, timeout: float 
         raise InvalidArgument("properties must be an aiorabbit.Properties")
     if properties.correlation_id is not None or properties.reply_to is not None:
         raise InvalidArgument("the RPC client sets correlation_id and reply_to itself")
-    fields = properties.as_dict()
-    fields["correlation_id"] = cid
-    fields["reply_to"] = REPLY_TO
-    fields.setdefault("expiration", expiration)
-    return Properties(**fields)
+    if properties.expiration is not None:
+        expiration = properties.expiration
+    return properties.replace(correlation_id=cid, reply_to=REPLY_TO, expiration=expiration)
 
 
 # ----------------------------------------------------------------------
@@ -708,9 +706,7 @@ def _reply(result: Buffer | Reply, correlation_id: str | None) -> tuple[Buffer, 
         return body, Properties(correlation_id=correlation_id)
     if not isinstance(props, Properties):
         raise TypeError(f"Reply.properties must be an aiorabbit.Properties, not {type(props).__name__}")
-    fields = props.as_dict()
-    fields["correlation_id"] = correlation_id
-    return body, Properties(**fields)
+    return body, props.replace(correlation_id=correlation_id)
 
 
 def _error_reply(exc: BaseException, correlation_id: str | None) -> Properties:

@@ -340,3 +340,12 @@ def test_pamqp_oracle(fields, channel, body_size):
     assert isinstance(frame, HeaderFrame)
     assert (frame.channel, frame.class_id, frame.body_size) == (channel, 60, body_size)
     assert Properties.decode(frame.properties) == ours
+
+
+def test_replace_copies_with_changes() -> None:
+    original = Properties(content_type="text/plain", headers={"a": 1}, priority=3)
+    changed = original.replace(priority=None, message_id="m1")
+    assert changed.as_dict() == {"content_type": "text/plain", "headers": {"a": 1}, "message_id": "m1"}
+    assert original.as_dict() == {"content_type": "text/plain", "headers": {"a": 1}, "priority": 3}
+    with pytest.raises(TypeError):
+        original.replace(colour="red")

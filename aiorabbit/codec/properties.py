@@ -112,6 +112,13 @@ class Properties:
             if getattr(self, name) is not None
         }
 
+    def replace(self, **changes: Any) -> Properties:
+        """A copy with ``changes`` applied (``None`` unsets a field); an
+        unknown field name raises ``TypeError``."""
+        fields = self.as_dict()
+        fields.update(changes)
+        return Properties(**fields)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Properties):
             return NotImplemented
