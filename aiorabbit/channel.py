@@ -384,6 +384,12 @@ class Channel:
     ) -> None:
         """Publish a message.
 
+        ``body`` is any contiguous bytes-like object.  ``bytes`` (and views
+        of ``bytes``) are sent without a copy; a mutable buffer (bytearray,
+        ``array.array``, a writable memoryview) is copied here, so what is
+        sent is what it held at the call, whatever the caller does with it
+        afterwards.
+
         Without publisher confirms this returns once the frames are queued
         for writing (waiting first while the broker blocks publishers or the
         socket buffer is full).  With confirms it returns when the broker
@@ -406,8 +412,8 @@ class Channel:
             props = properties.encode()
         else:
             raise InvalidArgument("properties must be an aiorabbit.Properties")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise InvalidArgument(f"body must be bytes-like, not {type(body).__name__}")
+        if type(body) is not bytes:
+            body = _owned_body(body)
         parts: list[Buffer] = [method]
         encode_content_frames(self.number, 60, body, props, conn.frame_max, parts)
         if not self._confirm_mode:
@@ -776,6 +782,25 @@ def _table(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(arguments, Mapping):
         raise InvalidArgument(f"arguments must be a mapping, not {type(arguments).__name__}")
     return dict(arguments)
+
+
+def _owned_body(body: object) -> Buffer:
+    """``body`` as a buffer that nothing the caller does later can change:
+    a view of immutable ``bytes`` as it is, anything else copied.  Bad
+    bodies fail here, at the call, never later in the batched write where
+    they would take other messages' frames with them."""
+    try:
+        view = memoryview(body)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgument(f"body must be bytes-like, not {type(body).__name__}") from None
+    except ValueError as exc:  # a released memoryview
+        raise InvalidArgument(f"body cannot be read: {exc}") from None
+    if not view.c_contiguous:
+        raise InvalidArgument("body must be a contiguous buffer (copy a strided view with bytes() first)")
+    if type(view.obj) is bytes:
+        # Our own view: it stays valid if the caller releases theirs.
+        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    return view.tobytes()
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

@@ -604,12 +604,22 @@ class Connection:
         if transport is None or transport.is_closing():
             return
         self._sent = True
-        if len(out) == 1:
-            transport.write(out[0])
-        elif large and self._gather_fd >= 0:
-            write_gathered(transport, self._gather_fd, out)
-        else:
-            transport.writelines(out)
+        try:
+            if len(out) == 1:
+                transport.write(out[0])
+            elif large and self._gather_fd >= 0:
+                write_gathered(transport, self._gather_fd, out)
+            else:
+                transport.writelines(out)
+        except Exception as exc:
+            # Bodies are checked when published, so this is not one bad
+            # message: part of the batch may be on the wire and the stream is
+            # beyond repair.  Every pending call and confirm fails; none of
+            # them is reported done.
+            log.exception("writing to the socket failed")
+            lost = ConnectionLost(0, f"writing to the socket failed: {exc!r}")
+            lost.__cause__ = exc
+            self._abort(lost)
 
     def _pause_reading(self) -> None:
         self._read_pauses += 1
