@@ -16,6 +16,7 @@ from .codec.properties import Properties
 from .consumer import Consumer
 from .exceptions import (
     AMQPError,
+    BodyTooLarge,
     ChannelClosed,
     ConnectionClosed,
     ConsumerCancelled,
@@ -91,6 +92,7 @@ class Channel:
         self._content_buf: bytearray | None = None  # a body arriving in parts
         self._content_got = 0
         self._scratch = bytearray()
+        self._max_body = connection.params.max_body_size
         # publishing
         self._method_cache: dict[tuple[str, str, bool], bytes] = {}
         self._confirm_mode = False
@@ -178,6 +180,7 @@ class Channel:
             self._rpc_request = method
             self._rpc_on_reply = on_reply
             self._conn._send_one(frame)
+            self._conn._frame_awaited()
             return await asyncio.shield(fut)
         finally:
             if fut is None or fut.done():
@@ -190,6 +193,10 @@ class Channel:
                     lock.release()
 
                 fut.add_done_callback(release)
+
+    def _awaits_frame(self) -> bool:
+        """True while a reply or a confirm is due on this channel."""
+        return self._rpc_waiter is not None or bool(self._confirms)
 
     def _complete_rpc(self, result: Any) -> None:
         fut = self._rpc_waiter
@@ -426,6 +433,8 @@ class Channel:
         if mandatory:
             self._mandatory.append((tag, exchange, routing_key))
         conn._send(parts, len(body) + 64)
+        if conn._reading_paused:
+            conn._frame_awaited()
         await fut
 
     def _encode_publish(self, key: tuple[str, str, bool]) -> bytes:
@@ -640,6 +649,14 @@ class Channel:
         if self._content_method is None or self._content_size != -1:
             self._protocol_error("unexpected content header")
             return
+        if body_size > self._max_body:
+            self._conn._protocol_failure(
+                BodyTooLarge(
+                    f"channel {self.number}: a message of {body_size} bytes exceeds "
+                    f"max_body_size ({self._max_body} bytes)"
+                )
+            )
+            return
         self._content_props = props
         self._content_size = body_size
         self._content_got = 0
@@ -661,7 +678,7 @@ class Channel:
         if not got and end == size:
             self._finish_content(bytes(chunk))  # the one copy of the body
             return
-        self._assembly()[got:end] = chunk
+        self._assembly(end)[got:end] = chunk
         self._content_got = end
         if end == size:
             self._finish_assembled()
@@ -672,7 +689,7 @@ class Channel:
         got = self._content_got
         if self._content_method is None or self._content_size < 0 or got + size > self._content_size:
             return None
-        return memoryview(self._assembly())[got : got + size]
+        return memoryview(self._assembly(got + size))[got : got + size]
 
     def _receiving_large_body(self) -> bool:
         """True between the frames of a body with a direct read's worth to come."""
@@ -683,16 +700,25 @@ class Channel:
         if self._content_got == self._content_size:
             self._finish_assembled()
 
-    def _assembly(self) -> bytearray:
+    def _assembly(self, need: int) -> bytearray:
+        """The body's assembly buffer, at least ``need`` bytes long.  Past
+        ``_SCRATCH_MAX`` it grows as the body arrives, not as its header
+        claims: a header announcing a gigabyte costs what was really sent."""
         buf = self._content_buf
         if buf is None:
             size = self._content_size
             buf = self._scratch
             if len(buf) < size:
-                buf = bytearray(size)
                 if size <= _SCRATCH_MAX:
-                    self._scratch = buf
+                    buf = self._scratch = bytearray(size)
+                else:
+                    buf = bytearray(max(need, _SCRATCH_MAX))
             self._content_buf = buf
+        if len(buf) < need:
+            got = self._content_got
+            grown = bytearray(min(self._content_size, max(need, 2 * len(buf))))
+            grown[:got] = memoryview(buf)[:got]
+            self._content_buf = buf = grown
         return buf
 
     def _finish_assembled(self) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from . import __version__
+from ._compat import wait_for
 from ._gather import gather_fd, write_gathered
 from .channel import DIRECT_READ_MIN, Channel
 from .codec import methods as m
@@ -36,6 +37,8 @@ from .exceptions import (
     HeartbeatTimeout,
     InvalidArgument,
     ProtocolError,
+    ProtocolVersionMismatch,
+    ProtocolViolation,
     connection_error,
 )
 from .parameters import ConnectionParameters
@@ -86,6 +89,13 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         self._direct = -1
+        try:
+            return self._next_buffer()
+        except Exception as exc:  # never out of a transport callback
+            self.conn._internal_failure(exc)
+            return self._view
+
+    def _next_buffer(self) -> memoryview:
         parser = self.parser
         channel, due = parser.pending_body()
         ch = self.router.channels.get(channel) if channel else None
@@ -121,6 +131,8 @@ class _Protocol(asyncio.BufferedProtocol):
                 ch._body_placed(nbytes)
         except ProtocolError as exc:  # FrameError included
             conn._protocol_failure(exc)
+        except Exception as exc:  # never out of a transport callback
+            conn._internal_failure(exc)
 
     def eof_received(self) -> bool:
         return False
@@ -203,7 +215,10 @@ class Connection:
         self._sent = False
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._heartbeat_misses = 0
-        self._read_pauses = 0
+        # Consumers whose no_ack backlog asks us to stop reading, and whether
+        # the transport is paused for them (see ``_update_reading``).
+        self._backlogged = 0
+        self._reading_paused = False
         self._next_channel = 1
         #: Negotiated limits (set by ``connection.tune``).
         self.channel_max = params.channel_max
@@ -309,6 +324,7 @@ class Connection:
             await asyncio.shield(self._lost)
             return
         self._closing = True
+        self._frame_awaited()  # close-ok must be read, whatever the backlog
         # Publishers waiting for room or for an unblock would wait out the
         # whole handshake: they fail now, as any call after close() does.
         closing = ConnectionClosed(0, "connection is closing")
@@ -323,7 +339,7 @@ class Connection:
                 )
             )
             self._close_waiter = self._loop.create_future()
-            await asyncio.wait_for(
+            await wait_for(
                 asyncio.shield(self._close_waiter), self.params.connection_timeout
             )
             graceful = True
@@ -355,7 +371,7 @@ class Connection:
     async def _open(self) -> None:
         params = self.params
         try:
-            await asyncio.wait_for(self._open_inner(), params.connection_timeout)
+            await wait_for(self._open_inner(), params.connection_timeout)
         except asyncio.TimeoutError:
             self._abort(ConnectionLost(0, "connection timed out"))
             raise ConnectionFailed(
@@ -367,6 +383,16 @@ class Connection:
             raise ConnectionFailed(
                 f"connection to {params.host}:{params.port} lost during the handshake: {exc}"
             ) from None
+        except ProtocolViolation as exc:
+            # The same server will answer the same way: not worth a retry.
+            self._abort(exc)
+            cause = exc.__cause__
+            mismatch = isinstance(cause, ProtocolVersionMismatch)
+            text = str(cause) if mismatch else f"it broke the protocol: {exc}"
+            raise ConnectionFailed(
+                f"cannot open an AMQP 0-9-1 connection to {params.host}:{params.port}: {text}",
+                retryable=False,
+            ) from cause
         except BaseException as exc:
             self._abort(ConnectionLost(0, f"handshake failed: {exc}"))
             raise
@@ -493,6 +519,7 @@ class Connection:
         fut: asyncio.Future[Method] = self._loop.create_future()
         self._ch0_waiter = fut
         self._ch0_expect = expect
+        self._frame_awaited()
         return await fut
 
     async def _ch0_call(self, method: Method, expect: tuple[type[Method], ...] | None = None) -> Method:
@@ -501,6 +528,7 @@ class Connection:
             fut: asyncio.Future[Method] = self._loop.create_future()
             self._ch0_waiter = fut
             self._ch0_expect = expect or method.RESPONSES
+            self._frame_awaited()
             self._write_now(encode_method_frame(0, method))
             return await fut
 
@@ -622,14 +650,39 @@ class Connection:
             self._abort(lost)
 
     def _pause_reading(self) -> None:
-        self._read_pauses += 1
-        if self._read_pauses == 1 and self._transport is not None:
-            self._transport.pause_reading()
+        """A consumer's no_ack backlog is full: stop reading if we can."""
+        self._backlogged += 1
+        self._update_reading()
 
     def _resume_reading(self) -> None:
-        self._read_pauses = max(0, self._read_pauses - 1)
-        if not self._read_pauses and self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        """A consumer's backlog drained (or it ended)."""
+        self._backlogged = max(0, self._backlogged - 1)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read from the socket unless a backlogged consumer asks us not to
+        and nothing else awaits a frame: a reply, a confirm or close-ok
+        arriving behind the backlog would otherwise never be read."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self._backlogged > 0 and not self._awaits_frame()
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _awaits_frame(self) -> bool:
+        if self._ch0_waiter is not None or self._closing:
+            return True
+        return any(ch._awaits_frame() for ch in self._channels.values())
+
+    def _frame_awaited(self) -> None:
+        """Someone now waits for a frame from the broker: read again."""
+        if self._reading_paused:
+            self._update_reading()
 
     def _pause_writing(self) -> None:
         self._write_paused = True
@@ -684,7 +737,7 @@ class Connection:
     def _heartbeat_tick(self) -> None:
         if self._closed_exc is not None:
             return
-        if self._received or self._read_pauses:
+        if self._received or self._reading_paused:
             # (While we stopped reading, silence is our doing, not the peer's.)
             self._heartbeat_misses = 0
             self._received = False
@@ -716,17 +769,32 @@ class Connection:
 
     def _protocol_failure(self, exc: AMQPError) -> None:
         """The broker broke the protocol: close with an error and give up."""
+        if self._closed_exc is not None:
+            return
         log.error("protocol failure: %s", exc)
-        if self._transport is not None and not self._transport.is_closing():
-            code = 501 if isinstance(exc, FrameError) else 505
+        code = 501 if isinstance(exc, FrameError) else 505
+        if (
+            self._transport is not None
+            and not self._transport.is_closing()
+            and not isinstance(exc, ProtocolVersionMismatch)
+        ):
+            text = str(exc).encode("utf-8", "replace")[:255].decode("utf-8", "ignore")
             self._write_now(
                 encode_method_frame(
-                    0, m.ConnectionClose(reply_code=code, reply_text=str(exc)[:255], class_id=0, method_id=0)
+                    0, m.ConnectionClose(reply_code=code, reply_text=text, class_id=0, method_id=0)
                 )
             )
-        lost = ConnectionLost(0, f"protocol error: {exc}")
-        lost.__cause__ = exc
-        self._abort(lost)
+        closed = ProtocolViolation(code, f"protocol error: {exc}")
+        closed.__cause__ = exc
+        self._abort(closed)
+
+    def _internal_failure(self, exc: Exception) -> None:
+        """A bug or an exhausted resource while handling received bytes: the
+        connection's state is unknown, so it closes with a typed error."""
+        log.error("failure while handling received data", exc_info=exc)
+        failure = ProtocolError(f"cannot handle the received data: {exc!r}")
+        failure.__cause__ = exc
+        self._protocol_failure(failure)
 
     def _abort(self, exc: ConnectionClosed) -> None:
         self._shutdown(exc)
@@ -765,7 +833,7 @@ class Connection:
 
     def _connection_lost(self, exc: Exception | None) -> None:
         if self._closed_exc is None:
-            reason = f"{exc}" if exc else "the broker closed the socket"
+            reason = (str(exc) or repr(exc)) if exc else "the broker closed the socket"
             self._shutdown(ConnectionLost(0, reason))
         if not self._lost.done():
             self._lost.set_result(None)

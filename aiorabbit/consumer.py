@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._compat import wait_for
 from .exceptions import AMQPError, ChannelClosed, ConnectionClosed, ConsumerCancelled
 
 if TYPE_CHECKING:
@@ -21,7 +22,9 @@ log = logging.getLogger("aiorabbit")
 
 # With no_ack the broker applies no prefetch limit; past this many buffered
 # messages the connection stops reading from the socket until the consumer
-# catches up, so memory stays bounded.
+# catches up, so memory stays bounded.  It reads on while a reply, a confirm
+# or a close-ok is due on the connection, so nothing waits behind the
+# backlog (the backlog may then grow past this mark for that long).
 NO_ACK_HIGH_WATER = 2000
 
 
@@ -137,7 +140,7 @@ class Consumer:
 
     async def get(self, timeout: float | None = None) -> IncomingMessage:
         """The next message (waiting up to ``timeout`` seconds)."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
+        return await wait_for(self.__anext__(), timeout)
 
     # ------------------------------------------------------------------
     # called by the channel
@@ -154,9 +157,13 @@ class Consumer:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self.no_ack and not self._reading_paused and len(buffer) >= NO_ACK_HIGH_WATER:
-            self._reading_paused = True
-            self.channel.connection._pause_reading()
+        if self.no_ack and len(buffer) >= NO_ACK_HIGH_WATER:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.channel.connection._pause_reading()
+            elif not self.channel.connection._reading_paused:
+                # Reading went on for a reply; pause again once none is due.
+                self.channel.connection._update_reading()
 
     def _fail(self, exc: BaseException) -> None:
         """End the iteration with ``exc`` after the buffered messages."""

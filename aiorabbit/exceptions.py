@@ -22,12 +22,15 @@ __all__ = [
     "InvalidArgument",
     "ProtocolError",
     "FrameError",
+    "ProtocolVersionMismatch",
+    "BodyTooLarge",
     "AMQPConnectionError",
     "ConnectionFailed",
     "AuthenticationError",
     "ConnectionClosed",
     "ConnectionLost",
     "HeartbeatTimeout",
+    "ProtocolViolation",
     "ConnectionForced",
     "InvalidPath",
     "FrameErrorReply",
@@ -48,11 +51,14 @@ __all__ = [
     "ResourceLocked",
     "PreconditionFailed",
     "ChannelExhausted",
+    "OperationTimeout",
+    "DeprecatedFeature",
     "PublishNacked",
     "MessageReturned",
     "ConsumerCancelled",
     "MessageAlreadySettled",
     "RecoveryTimeout",
+    "RecoveryFailed",
     "channel_error",
     "connection_error",
 ]
@@ -74,6 +80,31 @@ class ProtocolError(AMQPError):
 class FrameError(ProtocolError):
     """A frame could not be parsed: bad frame-end octet, unknown frame type,
     a truncated or oversized frame, an undecodable field."""
+
+
+class ProtocolVersionMismatch(FrameError):
+    """The server rejected our protocol header and answered with the one it
+    speaks (``version``, eight bytes ``AMQP`` + id + major, minor,
+    revision): it does not accept an AMQP 0-9-1 connection from us.
+    Retrying cannot help."""
+
+    def __init__(self, version: bytes) -> None:
+        self.version = version
+        tail = version[4:8]
+        shown = (
+            f"protocol id {tail[0]}, version {tail[1]}-{tail[2]}-{tail[3]}" if len(tail) == 4 else "truncated"
+        )
+        super().__init__(
+            f"protocol version mismatch: the server rejected the AMQP 0-9-1 protocol header and "
+            f"answered with {version!r} ({shown})"
+        )
+
+
+class BodyTooLarge(ProtocolError):
+    """An incoming message declared a body larger than the connection's
+    ``max_body_size``; the connection is closed before any of it is
+    buffered (raise ``max_body_size``, or keep such messages out of the
+    queue)."""
 
 
 # --------------------------------------------------------------------------
@@ -121,9 +152,7 @@ class ConnectionClosed(AMQPConnectionError):
         super().__init__(self.reply_code, reply_text)
 
     def __str__(self) -> str:
-        return f"({self.reply_code}) {self.reply_text}" if self.reply_text else (
-            f"({self.reply_code})"
-        )
+        return f"({self.reply_code}) {self.reply_text or _summary(type(self))}"
 
 
 class ConnectionLost(ConnectionClosed):
@@ -132,6 +161,14 @@ class ConnectionLost(ConnectionClosed):
 
 class HeartbeatTimeout(ConnectionLost):
     """Nothing was received from the broker for two heartbeat intervals."""
+
+
+class ProtocolViolation(ConnectionClosed):
+    """The broker broke the protocol (a malformed or unexpected frame, a
+    body over ``max_body_size``): the client closed the connection with
+    ``reply_code`` (501 or 505).  Reconnecting would meet the same frames,
+    so recovery does not retry it; ``__cause__`` is the
+    :class:`ProtocolError` found."""
 
 
 class ConnectionForced(ConnectionClosed):
@@ -229,7 +266,7 @@ class ChannelClosed(AMQPError):
         super().__init__(self.reply_code, reply_text)
 
     def __str__(self) -> str:
-        text = f"({self.reply_code}) {self.reply_text}"
+        text = f"({self.reply_code}) {self.reply_text or _summary(type(self))}"
         if self.cause is not None and self.cause is not self:
             text += f" [cause: {self.cause!r}]"
         return text
@@ -281,6 +318,33 @@ class ChannelExhausted(AMQPError):
     """Every channel number up to the negotiated ``channel_max`` is in use."""
 
 
+class OperationTimeout(AMQPError, TimeoutError):
+    """A synchronous channel method got no reply within its timeout
+    (``call_timeout``, or the call's ``timeout`` argument).  The channel
+    it was sent on is closed, since a late reply would be taken for the
+    answer to the next call; later calls on it raise :class:`ChannelClosed`
+    (a robust channel opens a new one)."""
+
+
+class DeprecatedFeature(ChannelClosed):
+    """The broker refused a deprecated feature it no longer permits
+    (RabbitMQ 4.x: ``transient_nonexcl_queues``, ``global_qos``...).
+    ``feature`` names it.  Retrying cannot help: change the call (for
+    example, declare the queue durable or exclusive, or use per-consumer
+    QoS) or permit the feature in the broker's configuration."""
+
+    def __init__(
+        self,
+        reply_code: int | None = None,
+        reply_text: str = "",
+        *,
+        feature: str = "",
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(reply_code, reply_text, cause=cause)
+        self.feature = feature
+
+
 # --------------------------------------------------------------------------
 # publishing and consuming
 
@@ -316,6 +380,12 @@ class MessageAlreadySettled(AMQPError):
     """A message was acked, nacked or rejected twice, or settled after its
     channel closed (its delivery tag would mean nothing, or another message,
     on any other channel)."""
+
+
+class RecoveryFailed(AMQPConnectionError):
+    """Recovery gave up: a step failed the same way after every reconnect
+    (``__cause__`` is the last failure), so trying again would only storm
+    the broker."""
 
 
 class RecoveryTimeout(AMQPConnectionError):
@@ -354,8 +424,30 @@ _CONNECTION_ERRORS: dict[int, type[ConnectionClosed]] = {
 }
 
 
+def _summary(cls: type) -> str:
+    """The first sentence of an error class's docstring: what a reply
+    without a text means (an error never reads as a bare code)."""
+    doc = (cls.__doc__ or cls.__name__).strip()
+    return doc.split(".", 1)[0].replace("\n", " ").replace("    ", "")
+
+
+def deprecated_feature(reply_text: str) -> str | None:
+    """The feature named by RabbitMQ's refusal of a deprecated feature
+    (``Feature `global_qos` is deprecated...``), else ``None``."""
+    if "deprecated" not in reply_text.lower():
+        return None
+    start = reply_text.find("`")
+    end = reply_text.find("`", start + 1)
+    if start < 0 or end < 0:
+        return None
+    return reply_text[start + 1 : end] or None
+
+
 def channel_error(reply_code: int, reply_text: str) -> ChannelClosed:
     """The exception for a ``channel.close`` carrying ``reply_code``."""
+    feature = deprecated_feature(reply_text)
+    if feature is not None:
+        return DeprecatedFeature(reply_code, reply_text, feature=feature)
     cls = _CHANNEL_ERRORS.get(reply_code, ChannelClosed)
     return cls(reply_code, reply_text)
 

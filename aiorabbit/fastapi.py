@@ -50,6 +50,7 @@ except ImportError as exc:
         f'aiorabbit.fastapi needs FastAPI and pydantic ({exc}): pip install "aiorabbit[fastapi]"'
     ) from exc
 
+from ._compat import wait_for
 from .codec._primitives import Buffer
 from .codec.properties import DeliveryMode, Properties
 from .exceptions import AMQPConnectionError, AMQPError, InvalidArgument
@@ -271,7 +272,7 @@ class RabbitPublisher:
             return
         try:
             closing = asyncio.gather(*(p.close() for p in pool), return_exceptions=True)
-            await asyncio.wait_for(closing, timeout)
+            await wait_for(closing, timeout)
         except asyncio.TimeoutError:
             left = sum(p.in_flight for p in pool)
             log.warning("%d publishes still unconfirmed after %.1f s; they fail with the connection", left,
@@ -756,7 +757,7 @@ class RabbitMQ:
             raise InvalidArgument(f"RabbitMQ is already {self._phase}")
         self._phase = "starting"
         try:
-            await asyncio.wait_for(self._start(), self.startup_timeout)
+            await wait_for(self._start(), self.startup_timeout)
         except BaseException as exc:
             error = exc
             if isinstance(exc, asyncio.TimeoutError):
@@ -821,7 +822,7 @@ class RabbitMQ:
         try:
             # A cancel-ok that does not come (a stalled link) must not hold
             # shutdown: closing the connection ends the consumers anyway.
-            await asyncio.wait_for(asyncio.gather(*(r.stop_consuming() for r in runners)), left())
+            await wait_for(asyncio.gather(*(r.stop_consuming() for r in runners)), left())
         except asyncio.TimeoutError:
             log.warning("the broker did not confirm the consumers' cancel in time; closing anyway")
         handlers = {task for runner in runners for task in runner.handlers}

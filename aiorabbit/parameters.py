@@ -60,6 +60,16 @@ class ConnectionParameters:
     server_hostname: str | None = None
     #: Extra client properties merged into those aiorabbit sends.
     client_properties: Mapping[str, Any] | None = None
+    #: The largest incoming message body accepted, in bytes (RabbitMQ 3.x's
+    #: own largest message size by default).  A larger one closes the
+    #: connection with :class:`~aiorabbit.BodyTooLarge` before any of it is
+    #: buffered.
+    max_body_size: int = 128 * 1024 * 1024
+    #: Seconds a synchronous channel method (a declare, a bind, ``basic.get``,
+    #: a close...) waits for the broker's reply before it raises
+    #: :class:`~aiorabbit.OperationTimeout`; ``None`` waits for ever.  Each
+    #: method's ``timeout`` argument overrides it.
+    call_timeout: float | None = 600.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,6 +103,11 @@ class ConnectionParameters:
                 raise InvalidArgument(
                     f"{', '.join(given)} given without TLS: use an amqps:// URL or ssl=True"
                 )
+        _check_int("max_body_size", self.max_body_size, 0, 2**64 - 1)
+        if self.call_timeout is not None:
+            _check_number("call_timeout", self.call_timeout)
+            if self.call_timeout <= 0:
+                raise InvalidArgument("call_timeout must be greater than 0 (or None)")
         if len(self.virtual_host.encode()) > 255:
             raise InvalidArgument("virtual_host is longer than 255 bytes")
 
@@ -141,7 +156,8 @@ class ConnectionParameters:
         ``locale``, ``auth_mechanism``, ``name`` (alias ``connection_name``),
         ``cafile`` (alias ``ca_certs``), ``certfile``, ``keyfile``,
         ``verify`` (``verify_peer`` / ``verify_none`` or a boolean),
-        ``server_name_indication`` (alias ``server_hostname``).  Keyword
+        ``server_name_indication`` (alias ``server_hostname``),
+        ``max_body_size``, ``call_timeout``.  Keyword
         arguments override the URL.
         """
         if url is None:
@@ -218,6 +234,8 @@ _QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
     "keyfile": str,
     "verify": _bool,
     "server_hostname": str,
+    "max_body_size": int,
+    "call_timeout": float,
 }
 _ALIASES = {
     "heartbeat_interval": "heartbeat",

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ._compat import wait_for
 from .backoff import Backoff, is_recoverable
 from .channel import Channel, DeclareOk, _retrieve
 from .codec._primitives import Buffer
@@ -334,7 +335,7 @@ class RobustConnection:
     async def _recover(self, conn: Connection) -> None:
         timeout = self.recovery_timeout
         for channel in list(self._channels):
-            await asyncio.wait_for(channel._reopen(conn), timeout)
+            await wait_for(channel._reopen(conn), timeout)
         await self._recover_topology(conn)
         for channel in list(self._channels):
             await channel._recover_consumers(conn)
@@ -344,7 +345,7 @@ class RobustConnection:
         # The broker drops a silent connection after two missed heartbeats;
         # until then its exclusive queues stay locked.
         locked_budget = max(self.wait_timeout, 3.0 * conn.heartbeat)
-        ch = await asyncio.wait_for(conn.channel(), timeout)
+        ch = await wait_for(conn.channel(), timeout)
 
         async def run(record: Any, call: Callable[[Channel], Awaitable[T]]) -> T | None:
             nonlocal ch
@@ -352,9 +353,9 @@ class RobustConnection:
             attempt = 0
             while True:
                 try:
-                    return await asyncio.wait_for(call(ch), timeout)
+                    return await wait_for(call(ch), timeout)
                 except ChannelClosed as exc:
-                    ch = await asyncio.wait_for(conn.channel(), timeout)
+                    ch = await wait_for(conn.channel(), timeout)
                     attempt += 1
                     # An exclusive queue of the dead connection is still
                     # there until the broker notices that connection is gone.
@@ -384,7 +385,7 @@ class RobustConnection:
         for b in topology.queue_bindings():
             await run(b, lambda c, b=b: c.queue_bind(  # type: ignore[misc]
                 b.destination, b.source, b.routing_key, b.arguments))
-        await asyncio.wait_for(ch.close(), timeout)
+        await wait_for(ch.close(), timeout)
 
     def _give_up(self, exc: BaseException) -> None:
         self._state = State.CLOSED
@@ -408,7 +409,7 @@ class RobustConnection:
                 await asyncio.sleep(0.01)
                 continue
             try:
-                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+                await wait_for(asyncio.shield(waiter), timeout)
             except asyncio.TimeoutError:
                 raise RecoveryTimeout(f"the connection was not back within {timeout} s") from None
 
@@ -565,7 +566,7 @@ class RobustChannel:
                 if not consumer._needs_resume(inner):
                     continue
                 try:
-                    await asyncio.wait_for(consumer._resume(inner), timeout)
+                    await wait_for(consumer._resume(inner), timeout)
                 except ChannelClosed as exc:
                     # Its queue is gone (and was not declared by us): report
                     # it, watch for the queue, and go on with the others on
@@ -573,7 +574,7 @@ class RobustChannel:
                     log.warning("recovering consumer %r failed: %s", consumer, exc)
                     self._rconn._emit("recovery_error", consumer, exc)
                     consumer._park()
-                    await asyncio.wait_for(self._reopen(conn), timeout)
+                    await wait_for(self._reopen(conn), timeout)
                     break
             else:
                 return
@@ -592,7 +593,7 @@ class RobustChannel:
             async with self._reopen_lock:
                 if self._inner is inner and (inner is None or inner.is_closed) and self._closed_exc is None:
                     try:
-                        await asyncio.wait_for(self._reopen(conn), rconn.recovery_timeout)
+                        await wait_for(self._reopen(conn), rconn.recovery_timeout)
                         await self._recover_consumers(conn)
                     except (ConnectionClosed, ChannelClosed) as exc:
                         if not rconn._lost_connection(exc):
@@ -984,7 +985,7 @@ class RobustConsumer:
 
     async def get(self, timeout: float | None = None) -> IncomingMessage:
         """The next message, waiting at most ``timeout`` seconds."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
+        return await wait_for(self.__anext__(), timeout)
 
     # -- internals -------------------------------------------------------------
 

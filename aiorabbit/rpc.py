@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Union
 
+from ._compat import wait_for
 from .channel import Channel, _retrieve
 from .codec._primitives import Buffer
 from .codec.properties import Properties
@@ -331,7 +332,7 @@ class RpcClient:
         # The publish has to wait (a blocked connection, a full socket
         # buffer): not past the call's deadline.
         try:
-            await asyncio.wait_for(publish, deadline - asyncio.get_running_loop().time())
+            await wait_for(publish, deadline - asyncio.get_running_loop().time())
         except asyncio.TimeoutError:
             assert timeout is not None
             raise RpcTimeout(timeout, cid) from None

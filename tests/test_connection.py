@@ -349,9 +349,11 @@ async def test_malformed_frame_from_server_fails_cleanly(garbage: bytes, needle:
         waiter = asyncio.ensure_future(conn.wait_closed())
         proxy.inject(garbage)
         reason = await asyncio.wait_for(waiter, 5)
-        assert isinstance(reason, aiorabbit.ConnectionLost)
+        # Fatal and typed: the same server would send the same frames again.
+        assert isinstance(reason, aiorabbit.ProtocolViolation)
+        assert reason.reply_code == 501
         assert isinstance(reason.__cause__, aiorabbit.FrameError)
         assert needle in str(reason)
-        with pytest.raises(aiorabbit.ConnectionLost):
+        with pytest.raises(aiorabbit.ProtocolViolation):
             await ch.basic_get(q)
         await conn.close()

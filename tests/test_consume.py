@@ -265,10 +265,55 @@ async def test_no_ack_buffer_is_bounded_and_nothing_lost(channel: aiorabbit.Chan
     connection = channel.connection
     async with channel.consume(q, no_ack=True) as messages:
         await asyncio.sleep(0.5)  # not reading: deliveries pile up, then reading stops
-        assert connection._read_pauses == 1
+        assert connection._reading_paused
         buffered = len(messages._buffer)
         # Bounded: the high-water mark plus what one socket read can carry.
         assert NO_ACK_HIGH_WATER <= buffered < total
         got = [int((await messages.get(timeout=5)).body) for _ in range(total)]
     assert got == list(range(total))
-    assert connection._read_pauses == 0
+    assert not connection._reading_paused
+
+
+async def test_a_no_ack_backlog_never_blocks_replies_confirms_or_close(amqp_url: str) -> None:
+    # Past the high-water mark the connection stops reading for a slow
+    # no_ack consumer; what others wait for on the connection (a cancel-ok,
+    # a confirm, close-ok) must still be read.
+    from aiorabbit.consumer import NO_ACK_HIGH_WATER
+
+    total = 3 * NO_ACK_HIGH_WATER
+    conn = await aiorabbit.connect(amqp_url)
+    ch = await conn.channel()
+    q = await _fill(ch, total)
+    other = await conn.channel(publisher_confirms=True)
+    side = (await other.queue_declare("", exclusive=True)).queue
+    messages = ch.consume(q, no_ack=True)
+    await messages.start()
+    await asyncio.sleep(0.5)  # nobody iterates: the backlog fills, reading stops
+    assert conn._reading_paused
+    # A confirmed publish on another channel completes...
+    await asyncio.wait_for(other.basic_publish(b"side", routing_key=side), 5)
+    # ...and so does a declare on it.
+    await asyncio.wait_for(other.queue_declare(side, passive=True), 5)
+    # Leaving the consumer returns (the cancel-ok is read).
+    await asyncio.wait_for(messages.cancel(), 5)
+    # close() is graceful, not the timeout and an abort.
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(conn.close(), 5)
+    assert asyncio.get_running_loop().time() - started < 2
+    assert conn.closed_reason is not None and conn.closed_reason.reply_code == 200
+    assert not isinstance(conn.closed_reason, aiorabbit.ConnectionLost)
+
+
+async def test_close_with_a_no_ack_backlog_is_graceful(amqp_url: str) -> None:
+    from aiorabbit.consumer import NO_ACK_HIGH_WATER
+
+    conn = await aiorabbit.connect(amqp_url, connection_timeout=30)
+    ch = await conn.channel()
+    q = await _fill(ch, 3 * NO_ACK_HIGH_WATER)
+    async with ch.consume(q, no_ack=True):
+        await asyncio.sleep(0.5)
+        assert conn._reading_paused
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(conn.close(), 10)
+        assert asyncio.get_running_loop().time() - started < 2
+    assert conn.closed_reason is not None and conn.closed_reason.reply_code == 200

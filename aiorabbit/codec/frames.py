@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Any, NamedTuple, Protocol
 
-from ..exceptions import FrameError, InvalidArgument
+from ..exceptions import FrameError, InvalidArgument, ProtocolVersionMismatch
 from ._primitives import Buffer, Method
 from .methods import METHODS
 
@@ -148,10 +148,13 @@ class FrameParser:
     accepted; set it after ``connection.tune`` (0 means no limit).
     """
 
-    __slots__ = ("_body_channel", "_body_left", "_buf", "_frame_max", "_need_end")
+    __slots__ = ("_body_channel", "_body_left", "_buf", "_frame_max", "_fresh", "_need_end")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._frame_max = frame_max or _UNLIMITED
+        # Nothing parsed yet: the server may answer our protocol header with
+        # its own instead of a frame.
+        self._fresh = True
         self._buf = bytearray()  # an incomplete non-body frame (or frame head)
         self._body_left = 0  # payload bytes still due for the current body frame
         self._body_channel = 0
@@ -202,6 +205,8 @@ class FrameParser:
     def feed_into(self, data: Buffer, sink: FrameSink | Any) -> None:
         """Parse ``data`` and report each frame to ``sink`` as it completes."""
         view = data if isinstance(data, memoryview) else memoryview(data)
+        if self._fresh and not self._stream_starts_with_frame(view):
+            return
         end = len(view)
         pos = 0
         if self._body_left or self._need_end:
@@ -228,6 +233,19 @@ class FrameParser:
             pos = stop + 1
         if pos < end:
             self._buf += view[pos:]
+
+    def _stream_starts_with_frame(self, view: memoryview) -> bool:
+        """Check the first bytes of the stream for a protocol header: the
+        server's way to refuse ours (RabbitMQ sends ``AMQP\\x00\\x00\\x09\\x01``).
+        False while too few bytes have come to tell (they are kept)."""
+        seen = bytes(self._buf) + bytes(view[:8])
+        if seen[:4] != PROTOCOL_HEADER[: min(4, len(seen))]:
+            self._fresh = False
+            return True
+        if len(seen) >= 8:
+            raise ProtocolVersionMismatch(seen[:8])
+        self._buf += view
+        return False
 
     def _continue_body(self, view: memoryview, pos: int, end: int, sink: Any) -> int:
         left = self._body_left
