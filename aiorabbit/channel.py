@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import struct
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -23,6 +24,7 @@ from .exceptions import (
     InvalidArgument,
     MessageAlreadySettled,
     MessageReturned,
+    OperationTimeout,
     ProtocolError,
     PublishNacked,
     channel_error,
@@ -65,6 +67,11 @@ class Channel:
     Synchronous methods are serialised: one is in flight at a time and the
     others wait their turn in call order.  Publishing and settling are not
     serialised and never wait for one another.
+
+    Each synchronous method takes ``timeout``: the seconds to wait for the
+    broker's reply (default: the connection's ``call_timeout``, 600 s;
+    ``math.inf`` for no limit).  Past it the call raises
+    :class:`~aiorabbit.OperationTimeout` and the channel is closed.
     """
 
     def __init__(
@@ -165,14 +172,22 @@ class Channel:
     # synchronous methods
 
     async def _call(
-        self, method: Method, on_reply: Callable[[Any], None] | None = None
+        self,
+        method: Method,
+        on_reply: Callable[[Any], None] | None = None,
+        timeout: float | None = None,
     ) -> Any:
-        """Send ``method`` and return its reply, one call at a time."""
+        """Send ``method`` and return its reply, one call at a time, waiting
+        at most ``timeout`` seconds (default: the connection's
+        ``call_timeout``) once it is sent."""
         self._check_open()
         frame = encode_method_frame(self.number, method)  # bad input raises here
+        if timeout is None:
+            timeout = self._conn.params.call_timeout
         lock = self._rpc_lock
         await lock.acquire()
         fut: asyncio.Future[Any] | None = None
+        timer: asyncio.TimerHandle | None = None
         try:
             self._check_open()
             fut = self._loop.create_future()
@@ -181,8 +196,12 @@ class Channel:
             self._rpc_on_reply = on_reply
             self._conn._send_one(frame)
             self._conn._frame_awaited()
+            if timeout is not None and timeout != math.inf:
+                timer = self._loop.call_later(timeout, self._reply_overdue, fut, method, timeout)
             return await asyncio.shield(fut)
         finally:
+            if timer is not None and (fut is None or fut.done()):
+                timer.cancel()
             if fut is None or fut.done():
                 lock.release()
             else:
@@ -193,6 +212,45 @@ class Channel:
                     lock.release()
 
                 fut.add_done_callback(release)
+
+    def _reply_overdue(self, fut: asyncio.Future[Any], method: Method, timeout: float) -> None:
+        """No reply in time: give the channel up.  A late reply would be
+        taken for the answer to the next call, so the channel closes and
+        keeps its number until the broker confirms (see ``_abandon``)."""
+        if fut.done() or fut is not self._rpc_waiter:
+            return
+        self._abandon(
+            OperationTimeout(
+                f"no reply to {method.NAME} on channel {self.number} within {timeout:g} s; "
+                "the channel is closed"
+            ),
+            send_close=not isinstance(method, m.ChannelClose),
+        )
+
+    def _abandon(self, exc: BaseException, *, send_close: bool) -> None:
+        """Close the channel now with ``exc`` without waiting for the broker:
+        from here on, frames for it are dropped until its close-ok (or a
+        close) arrives, when its number is free again."""
+        self._set_closed(exc)
+        self._closing = True
+        self._on_method = self._drop_method  # type: ignore[method-assign]
+        self._on_header = self._drop_content  # type: ignore[method-assign, assignment]
+        self._on_body = self._drop_content  # type: ignore[method-assign, assignment]
+        if send_close and self._conn.is_open:
+            self._conn._send_method(
+                self.number,
+                m.ChannelClose(reply_code=200, reply_text="abandoned by client", class_id=0, method_id=0),
+            )
+
+    def _drop_method(self, method: Method) -> None:
+        kind = type(method)
+        if kind is m.ChannelClose:
+            self._conn._send_method(self.number, m.ChannelCloseOk())
+        if kind is m.ChannelClose or kind is m.ChannelCloseOk:
+            self._conn._release_channel(self.number)
+
+    def _drop_content(self, *args: Any) -> None:
+        pass
 
     def _awaits_frame(self) -> bool:
         """True while a reply or a confirm is due on this channel."""
@@ -208,25 +266,32 @@ class Channel:
         await self._call(m.ChannelOpen())
         self._open_done = True
 
-    async def close(self) -> None:
+    async def close(self, *, timeout: float | None = None) -> None:
         """Close the channel (idempotent).  Consumers end, pending confirms
-        fail with :class:`ChannelClosed`."""
+        fail with :class:`ChannelClosed`.  It returns within ``timeout``
+        (default: the connection's ``call_timeout``) even if the broker
+        never answers."""
         if self._closed_exc is not None or self._closing:
             return
         self._closing = True
+        abandoned = False
         try:
             await self._call(
-                m.ChannelClose(reply_code=200, reply_text="Normal shutdown", class_id=0, method_id=0)
+                m.ChannelClose(reply_code=200, reply_text="Normal shutdown", class_id=0, method_id=0),
+                timeout=timeout,
             )
+        except OperationTimeout:
+            abandoned = True  # the number is freed when close-ok comes
         except AMQPError:
             pass
         finally:
             self._set_closed(ChannelClosed(200, "closed by client"))
-            self._conn._release_channel(self.number)
+            if not abandoned:
+                self._conn._release_channel(self.number)
 
-    async def flow(self, active: bool) -> bool:
+    async def flow(self, active: bool, *, timeout: float | None = None) -> bool:
         """Ask the broker to pause (``False``) or resume deliveries."""
-        reply = await self._call(m.ChannelFlow(active=active))
+        reply = await self._call(m.ChannelFlow(active=active), timeout=timeout)
         return bool(reply.active)
 
     async def exchange_declare(
@@ -239,6 +304,7 @@ class Channel:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Declare an exchange (``passive``: only check that it exists)."""
         await self._call(
@@ -250,12 +316,19 @@ class Channel:
                 auto_delete=auto_delete,
                 internal=internal,
                 arguments=_table(arguments),
-            )
+            ),
+            timeout=timeout,
         )
 
-    async def exchange_delete(self, exchange: str, *, if_unused: bool = False) -> None:
+    async def exchange_delete(
+        self,
+        exchange: str,
+        *,
+        if_unused: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         """Delete an exchange."""
-        await self._call(m.ExchangeDelete(exchange=exchange, if_unused=if_unused))
+        await self._call(m.ExchangeDelete(exchange=exchange, if_unused=if_unused), timeout=timeout)
 
     async def exchange_bind(
         self,
@@ -263,12 +336,15 @@ class Channel:
         source: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Bind exchange ``destination`` to exchange ``source``."""
         await self._call(
             m.ExchangeBind(
                 destination=destination, source=source, routing_key=routing_key, arguments=_table(arguments)
-            )
+            ),
+            timeout=timeout,
         )
 
     async def exchange_unbind(
@@ -277,12 +353,15 @@ class Channel:
         source: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Remove an exchange-to-exchange binding."""
         await self._call(
             m.ExchangeUnbind(
                 destination=destination, source=source, routing_key=routing_key, arguments=_table(arguments)
-            )
+            ),
+            timeout=timeout,
         )
 
     async def queue_declare(
@@ -294,6 +373,7 @@ class Channel:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> DeclareOk:
         """Declare a queue; ``queue=""`` lets the broker name it."""
         reply = await self._call(
@@ -304,7 +384,8 @@ class Channel:
                 exclusive=exclusive,
                 auto_delete=auto_delete,
                 arguments=_table(arguments),
-            )
+            ),
+            timeout=timeout,
         )
         return DeclareOk(reply.queue, reply.message_count, reply.consumer_count)
 
@@ -314,10 +395,13 @@ class Channel:
         exchange: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Bind a queue to an exchange."""
         await self._call(
-            m.QueueBind(queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments))
+            m.QueueBind(queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments)),
+            timeout=timeout,
         )
 
     async def queue_unbind(
@@ -326,56 +410,73 @@ class Channel:
         exchange: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Remove a queue binding."""
         await self._call(
             m.QueueUnbind(
                 queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments)
-            )
+            ),
+            timeout=timeout,
         )
 
-    async def queue_purge(self, queue: str) -> int:
+    async def queue_purge(self, queue: str, *, timeout: float | None = None) -> int:
         """Remove every ready message from ``queue``; return how many."""
-        reply = await self._call(m.QueuePurge(queue=queue))
+        reply = await self._call(m.QueuePurge(queue=queue), timeout=timeout)
         return int(reply.message_count)
 
     async def queue_delete(
-        self, queue: str, *, if_unused: bool = False, if_empty: bool = False
+        self,
+        queue: str,
+        *,
+        if_unused: bool = False,
+        if_empty: bool = False,
+        timeout: float | None = None,
     ) -> int:
         """Delete a queue; return how many messages it held."""
-        reply = await self._call(m.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty))
+        reply = await self._call(
+            m.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty),
+            timeout=timeout,
+        )
         return int(reply.message_count)
 
     async def basic_qos(
-        self, prefetch_count: int = 0, prefetch_size: int = 0, global_qos: bool = False
+        self,
+        prefetch_count: int = 0,
+        prefetch_size: int = 0,
+        global_qos: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Limit unacknowledged deliveries (per consumer unless ``global_qos``)."""
         await self._call(
-            m.BasicQos(prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_=global_qos)
+            m.BasicQos(prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_=global_qos),
+            timeout=timeout,
         )
 
-    async def basic_recover(self, requeue: bool = True) -> None:
+    async def basic_recover(self, requeue: bool = True, *, timeout: float | None = None) -> None:
         """Redeliver every unacknowledged message on this channel."""
-        await self._call(m.BasicRecover(requeue=requeue))
+        await self._call(m.BasicRecover(requeue=requeue), timeout=timeout)
 
-    async def confirm_select(self) -> None:
+    async def confirm_select(self, *, timeout: float | None = None) -> None:
         """Enable publisher confirms: publishes then wait for the broker's ack."""
         if self._confirm_mode:
             return
-        await self._call(m.ConfirmSelect())
+        await self._call(m.ConfirmSelect(), timeout=timeout)
         self._confirm_mode = True
 
-    async def tx_select(self) -> None:
+    async def tx_select(self, *, timeout: float | None = None) -> None:
         """Put the channel in transaction mode."""
-        await self._call(m.TxSelect())
+        await self._call(m.TxSelect(), timeout=timeout)
 
-    async def tx_commit(self) -> None:
+    async def tx_commit(self, *, timeout: float | None = None) -> None:
         """Commit the current transaction."""
-        await self._call(m.TxCommit())
+        await self._call(m.TxCommit(), timeout=timeout)
 
-    async def tx_rollback(self) -> None:
+    async def tx_rollback(self, *, timeout: float | None = None) -> None:
         """Roll back the current transaction."""
-        await self._call(m.TxRollback())
+        await self._call(m.TxRollback(), timeout=timeout)
 
     # ------------------------------------------------------------------
     # publishing
@@ -551,9 +652,17 @@ class Channel:
             raise InvalidArgument(f"no consumer {consumer_tag!r} on this channel")
         await consumer.cancel()
 
-    async def basic_get(self, queue: str, *, no_ack: bool = False) -> IncomingMessage | None:
+    async def basic_get(
+        self,
+        queue: str,
+        *,
+        no_ack: bool = False,
+        timeout: float | None = None,
+    ) -> IncomingMessage | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
-        return await self._call(m.BasicGet(queue=queue, no_ack=no_ack))  # type: ignore[no-any-return]
+        method = m.BasicGet(queue=queue, no_ack=no_ack)
+        got: IncomingMessage | None = await self._call(method, timeout=timeout)
+        return got
 
     async def _basic_consume(self, consumer: Consumer) -> str:
         def registered(reply: m.BasicConsumeOk) -> None:

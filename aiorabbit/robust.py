@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._compat import wait_for
-from .backoff import Backoff, is_recoverable
+from .backoff import Backoff, failure_signature, is_recoverable
 from .channel import Channel, DeclareOk, _retrieve
 from .codec._primitives import Buffer
 from .codec.properties import Properties
@@ -33,6 +33,8 @@ from .exceptions import (
     ConnectionClosed,
     ConsumerCancelled,
     InvalidArgument,
+    OperationTimeout,
+    RecoveryFailed,
     RecoveryTimeout,
     ResourceLocked,
 )
@@ -43,6 +45,10 @@ from .topology import BindingRecord, ExchangeRecord, QueueRecord, Topology
 __all__ = ["connect_robust", "RobustConnection", "RobustChannel", "RobustConsumer", "DeclaredQueue", "State"]
 
 log = logging.getLogger("aiorabbit")
+
+# close() cancels a task up to this many times, waiting this long after each.
+_STOP_TRIES = 50
+_STOP_WAIT = 0.1
 
 T = TypeVar("T")
 Listener = Callable[..., Any]
@@ -141,6 +147,10 @@ class RobustConnection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._attempts = 0
         self._outage_started = 0.0
+        self._connected_at = 0.0
+        # The last recovery failure and how often it came in a row.
+        self._last_failure: tuple[object, ...] | None = None
+        self._same_failures = 0
 
     # ------------------------------------------------------------------
     # state
@@ -250,20 +260,47 @@ class RobustConnection:
         self._supervisor = self._loop.create_task(self._supervise())
 
     def _use(self, conn: Connection) -> None:
+        if self._closing:
+            # close() ran while this connection was being opened.
+            conn._abort(ConnectionClosed(200, "closed by client"))
+            raise asyncio.CancelledError
         self._conn = conn
         conn.add_blocked_callback(self._on_blocked)
 
     def _set_connected(self) -> None:
         self._state = State.CONNECTED
-        self._attempts = 0
+        self._connected_at = time.monotonic()
         if not self._connected.done():
             self._connected.set_result(None)
+
+    def _stable(self) -> bool:
+        """Whether the connection just lost had been up long enough for
+        the next outage to start its backoff afresh."""
+        return time.monotonic() - self._connected_at >= self.backoff.reset_after
+
+    def _same_failure_again(self, exc: BaseException) -> bool:
+        """Count ``exc`` as a recovery failure; True once the same one came
+        ``max_same_failures`` times in a row."""
+        signature = failure_signature(exc)
+        if signature is None:
+            return False
+        if signature == self._last_failure:
+            self._same_failures += 1
+        else:
+            self._last_failure, self._same_failures = signature, 1
+        limit = self.backoff.max_same_failures
+        return limit is not None and self._same_failures >= limit
+
+    def _check_closing(self) -> None:
+        if self._closing:
+            raise asyncio.CancelledError
 
     async def _connect_with_backoff(self) -> Connection:
         """Connect to the next endpoint, moving on after each failure, with
         the backoff's delays; raise when the error is fatal or the budget
         is spent."""
         while True:
+            self._check_closing()
             params = self._endpoints[self._next_endpoint % len(self._endpoints)]
             conn = Connection(params)
             try:
@@ -292,12 +329,29 @@ class RobustConnection:
                 self._emit("recovery_failed", reason)
                 self._give_up(reason)
                 return
+            stable = self._stable()
+            if stable:
+                self._attempts = 0
+                self._last_failure, self._same_failures = None, 0
+            elif self._same_failure_again(reason):
+                failed = RecoveryFailed(
+                    f"the connection failed the same way {self._same_failures} times in a row "
+                    f"soon after recovering: {reason}"
+                )
+                failed.__cause__ = reason
+                self._emit("recovery_failed", failed)
+                self._give_up(failed)
+                return
             log.warning("connection lost (%s); recovering", reason)
             self._state = State.RECONNECTING
             self._connected = self._loop.create_future()
             self._outage_started = time.monotonic()
             self._emit("disconnected", reason)
             try:
+                if not stable:
+                    # Lost again soon after recovering: back off first.
+                    self._attempts += 1
+                    await asyncio.sleep(self.backoff.delay(self._attempts))
                 await self._reconnect()
             except asyncio.CancelledError:
                 raise
@@ -316,7 +370,9 @@ class RobustConnection:
             try:
                 await self._recover(conn)
             except (AMQPError, asyncio.TimeoutError) as exc:
-                if isinstance(exc, AMQPError) and not isinstance(exc, (ConnectionClosed, ChannelClosed)):
+                if isinstance(exc, AMQPError) and not isinstance(
+                    exc, (ConnectionClosed, ChannelClosed, OperationTimeout)
+                ):
                     raise
                 if isinstance(exc, ConnectionClosed) and exc.reply_code and not is_recoverable(exc):
                     raise  # the broker closed it for a reason reconnecting cannot fix
@@ -324,6 +380,12 @@ class RobustConnection:
                 # nothing is reported as recovered; start over.
                 log.warning("recovery interrupted (%s); reconnecting", exc or "timeout")
                 conn._abort(ConnectionClosed(0, "recovery interrupted"))
+                if self._same_failure_again(exc):
+                    raise RecoveryFailed(
+                        f"recovery failed the same way {self._same_failures} times in a row: "
+                        f"{exc or type(exc).__name__}"
+                    ) from exc
+                self._check_closing()
                 self._attempts += 1
                 if self.backoff.exhausted(self._attempts, time.monotonic() - self._outage_started):
                     raise
@@ -458,11 +520,7 @@ class RobustConnection:
         self._closing = True
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None and supervisor is not asyncio.current_task():
-            supervisor.cancel()
-            try:
-                await supervisor
-            except BaseException:
-                pass
+            await _stop(supervisor, "the recovery task")
         for task in list(self._tasks):
             task.cancel()
         for channel in list(self._channels):
@@ -474,10 +532,7 @@ class RobustConnection:
         if self._state is not State.CLOSED:
             self._give_up(closed)
         for task in list(self._tasks):
-            try:
-                await task
-            except BaseException:
-                pass
+            await _stop(task, "a listener or consumer task")
 
     async def __aenter__(self) -> RobustConnection:
         return self
@@ -629,8 +684,10 @@ class RobustChannel:
 
     # -- channel methods ---------------------------------------------------
 
-    async def close(self) -> None:
-        """Close the channel for good (idempotent); its consumers end."""
+    async def close(self, *, timeout: float | None = None) -> None:
+        """Close the channel for good (idempotent); its consumers end.  It
+        returns within ``timeout`` (default: ``call_timeout``) whatever
+        the broker does."""
         if self._closed_exc is not None:
             return
         self._set_closed(ChannelClosed(200, "closed by client"))
@@ -639,7 +696,7 @@ class RobustChannel:
         if self in self._rconn._channels:
             self._rconn._channels.remove(self)
         if self._inner is not None:
-            await self._inner.close()
+            await self._inner.close(timeout=timeout)
 
     async def exchange_declare(
         self,
@@ -651,18 +708,28 @@ class RobustChannel:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Declare an exchange and record it for recovery (not when passive)."""
         await self._run(lambda ch: ch.exchange_declare(
             exchange, exchange_type, passive=passive, durable=durable, auto_delete=auto_delete,
-            internal=internal, arguments=arguments), retry=True)
+            internal=internal, arguments=arguments, timeout=timeout), retry=True)
         if not passive and exchange and not exchange.startswith("amq."):
             self._rconn.topology.add_exchange(ExchangeRecord(
                 exchange, exchange_type, durable, auto_delete, internal, _copy(arguments)))
 
-    async def exchange_delete(self, exchange: str, *, if_unused: bool = False) -> None:
+    async def exchange_delete(
+        self,
+        exchange: str,
+        *,
+        if_unused: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         """Delete an exchange and forget it."""
-        await self._run(lambda ch: ch.exchange_delete(exchange, if_unused=if_unused), retry=False)
+        await self._run(
+            lambda ch: ch.exchange_delete(exchange, if_unused=if_unused, timeout=timeout),
+            retry=False,
+        )
         self._rconn.topology.remove_exchange(exchange)
 
     async def exchange_bind(
@@ -671,9 +738,14 @@ class RobustChannel:
         source: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Bind exchange ``destination`` to ``source``; recorded for recovery."""
-        await self._run(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments), retry=True)
+        await self._run(
+            lambda ch: ch.exchange_bind(destination, source, routing_key, arguments, timeout=timeout),
+            retry=True,
+        )
         self._rconn.topology.add_binding(
             BindingRecord("exchange", destination, source, routing_key, _copy(arguments)))
 
@@ -683,10 +755,13 @@ class RobustChannel:
         source: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Remove an exchange-to-exchange binding and forget it."""
         await self._run(
-            lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments), retry=True)
+            lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments, timeout=timeout),
+            retry=True)
         self._rconn.topology.remove_binding(
             BindingRecord("exchange", destination, source, routing_key, _copy(arguments)))
 
@@ -699,6 +774,7 @@ class RobustChannel:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> DeclaredQueue:
         """Declare a queue and record it for recovery (not when passive).
 
@@ -706,7 +782,7 @@ class RobustChannel:
         after each recovery."""
         ok = await self._run(lambda ch: ch.queue_declare(
             queue, passive=passive, durable=durable, exclusive=exclusive, auto_delete=auto_delete,
-            arguments=arguments), retry=True)
+            arguments=arguments, timeout=timeout), retry=True)
         result = DeclaredQueue(*ok)
         topology = self._rconn.topology
         record = topology.queues.get(ok.queue)
@@ -723,10 +799,15 @@ class RobustChannel:
         exchange: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Bind a queue to an exchange; recorded for recovery (every routing
         key and argument set is its own binding)."""
-        await self._run(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments), retry=True)
+        await self._run(
+            lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments, timeout=timeout),
+            retry=True,
+        )
         self._rconn.topology.add_binding(
             BindingRecord("queue", queue, exchange, routing_key, _copy(arguments)))
 
@@ -736,22 +817,38 @@ class RobustChannel:
         exchange: str,
         routing_key: str = "",
         arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Remove a queue binding and forget it."""
-        await self._run(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments), retry=True)
+        await self._run(
+            lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments, timeout=timeout),
+            retry=True,
+        )
         self._rconn.topology.remove_binding(
             BindingRecord("queue", queue, exchange, routing_key, _copy(arguments)))
 
-    async def queue_purge(self, queue: str) -> int:
+    async def queue_purge(
+        self,
+        queue: str,
+        *,
+        timeout: float | None = None,
+    ) -> int:
         """Remove every ready message from ``queue``; return how many."""
-        return await self._run(lambda ch: ch.queue_purge(queue), retry=False)
+        return await self._run(lambda ch: ch.queue_purge(queue, timeout=timeout), retry=False)
 
     async def queue_delete(
-        self, queue: str, *, if_unused: bool = False, if_empty: bool = False
+        self,
+        queue: str,
+        *,
+        if_unused: bool = False,
+        if_empty: bool = False,
+        timeout: float | None = None,
     ) -> int:
         """Delete a queue and forget it (and its bindings)."""
         count = await self._run(
-            lambda ch: ch.queue_delete(queue, if_unused=if_unused, if_empty=if_empty), retry=False)
+            lambda ch: ch.queue_delete(queue, if_unused=if_unused, if_empty=if_empty, timeout=timeout),
+            retry=False)
         rconn = self._rconn
         rconn.topology.remove_queue(queue)
         # Its consumers end (the broker cancelled them) instead of waiting
@@ -764,23 +861,47 @@ class RobustChannel:
         return count
 
     async def basic_qos(
-        self, prefetch_count: int = 0, prefetch_size: int = 0, global_qos: bool = False
+        self,
+        prefetch_count: int = 0,
+        prefetch_size: int = 0,
+        global_qos: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Set the prefetch limits; reapplied on every recovery."""
-        await self._run(lambda ch: ch.basic_qos(prefetch_count, prefetch_size, global_qos), retry=True)
+        await self._run(
+            lambda ch: ch.basic_qos(prefetch_count, prefetch_size, global_qos, timeout=timeout),
+            retry=True,
+        )
         self._qos[global_qos] = (prefetch_count, prefetch_size)
 
-    async def basic_recover(self, requeue: bool = True) -> None:
+    async def basic_recover(
+        self,
+        requeue: bool = True,
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Redeliver every unacknowledged message on this channel."""
-        await self._run(lambda ch: ch.basic_recover(requeue), retry=False)
+        await self._run(lambda ch: ch.basic_recover(requeue, timeout=timeout), retry=False)
 
-    async def flow(self, active: bool) -> bool:
+    async def flow(
+        self,
+        active: bool,
+        *,
+        timeout: float | None = None,
+    ) -> bool:
         """Ask the broker to pause (``False``) or resume deliveries."""
-        return await self._run(lambda ch: ch.flow(active), retry=False)
+        return await self._run(lambda ch: ch.flow(active, timeout=timeout), retry=False)
 
-    async def basic_get(self, queue: str, *, no_ack: bool = False) -> IncomingMessage | None:
+    async def basic_get(
+        self,
+        queue: str,
+        *,
+        no_ack: bool = False,
+        timeout: float | None = None,
+    ) -> IncomingMessage | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
-        return await self._run(lambda ch: ch.basic_get(queue, no_ack=no_ack), retry=False)
+        return await self._run(lambda ch: ch.basic_get(queue, no_ack=no_ack, timeout=timeout), retry=False)
 
     async def basic_publish(
         self,
@@ -1114,6 +1235,21 @@ class RobustConsumer:
 
             return tracked_async
         return tracked
+
+
+async def _stop(task: asyncio.Task[Any], what: str) -> None:
+    """Cancel ``task`` and wait for it to end, for a bounded time: a task
+    that swallows a cancellation (``asyncio.wait_for`` on Python 3.10 and
+    3.11 can, CPython gh-86296) is cancelled again, and close() never
+    waits for ever on one that will not stop."""
+    for _ in range(_STOP_TRIES):
+        task.cancel()
+        await asyncio.wait({task}, timeout=_STOP_WAIT)
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: its error was reported where it happened
+            return
+    log.error("%s did not stop within %.1f s of close(); leaving it", what, _STOP_TRIES * _STOP_WAIT)
 
 
 def _copy(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -178,3 +178,99 @@ def test_errors_never_read_as_a_bare_code() -> None:
     ):
         text = str(exc)
         assert text.strip() not in ("(0)", "(404)") and len(text) > 8, text
+
+
+# ---------------------------------------------------------------------------
+# item 7: a reply that never comes
+
+
+def _withhold(peer: Peer, channel: int, method: object) -> bool:
+    return True  # no declare-ok, ever
+
+
+async def test_a_withheld_reply_times_out_and_closes_the_channel() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.serve({m.QueueDeclare: _withhold})
+
+    async with ScriptedServer(script) as server:
+        async with aiorabbit.connect(server.url) as conn:
+            ch = await conn.channel()
+            number = ch.number
+            started = time.monotonic()
+            with pytest.raises(aiorabbit.OperationTimeout, match="queue.declare") as caught:
+                await ch.queue_declare("q", timeout=0.3)
+            assert 0.25 < time.monotonic() - started < 2
+            assert isinstance(caught.value, TimeoutError)
+            assert ch.is_closed
+            with pytest.raises(aiorabbit.ChannelClosed) as later:
+                await ch.queue_purge("q")
+            assert later.value.cause is caught.value
+            # The broker answered our channel.close: the number is free again
+            # and the connection is healthy.
+            for _ in range(100):
+                if number not in conn._channels:
+                    break
+                await asyncio.sleep(0.01)
+            assert number not in conn._channels
+            other = await conn.channel()
+            await other.exchange_declare("x", "fanout")
+            assert conn.is_open
+        assert not server.errors
+
+
+async def test_call_timeout_is_a_connection_default_and_a_late_reply_is_dropped() -> None:
+    late: list[tuple[Peer, int, m.QueueDeclare]] = []
+
+    def remember(peer: Peer, channel: int, method: m.QueueDeclare) -> bool:
+        late.append((peer, channel, method))
+        return True
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.serve({m.QueueDeclare: remember, m.ChannelClose: _withhold})
+
+    async with ScriptedServer(script) as server:
+        conn = await aiorabbit.connect(server.url, call_timeout=0.2)
+        ch = await conn.channel()
+        with pytest.raises(aiorabbit.OperationTimeout):
+            await ch.queue_declare("q")
+        # The reply and deliveries for the abandoned channel arrive late:
+        # they are dropped, nothing breaks.
+        peer, channel, _ = late[0]
+        peer.send_method(channel, m.QueueDeclareOk(queue="q", message_count=0, consumer_count=0))
+        peer.deliver(channel, "ctag", b"late body")
+        await asyncio.sleep(0.1)
+        assert conn.is_open
+        assert channel in conn._channels  # no close-ok yet: the number stays taken
+        second = await conn.channel()
+        assert second.number != channel
+        # close() returns even though the broker never answers channel.close.
+        started = time.monotonic()
+        await second.close()
+        assert time.monotonic() - started < 1
+        await conn.close()
+
+
+async def test_a_robust_channel_opens_a_new_channel_after_a_timeout() -> None:
+    withheld = 0
+
+    def once(peer: Peer, channel: int, method: m.QueueDeclare) -> bool:
+        nonlocal withheld
+        withheld += 1
+        return withheld == 1  # only the first declare goes unanswered
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.serve({m.QueueDeclare: once})
+
+    async with ScriptedServer(script) as server:
+        async with aiorabbit.connect_robust(server.url) as conn:
+            ch = await conn.channel()
+            first = ch.channel
+            with pytest.raises(aiorabbit.OperationTimeout):
+                await ch.queue_declare("q", durable=True, timeout=0.2)
+            ok = await ch.queue_declare("q", durable=True, timeout=2)
+            assert ok.queue == "q"
+            assert ch.channel is not first and conn.is_open
+            assert server.connections == 1
