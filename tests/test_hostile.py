@@ -198,7 +198,7 @@ async def test_a_withheld_reply_times_out_and_closes_the_channel() -> None:
             ch = await conn.channel()
             number = ch.number
             started = time.monotonic()
-            with pytest.raises(aiorabbit.OperationTimeout, match="queue.declare") as caught:
+            with pytest.raises(aiorabbit.OperationTimeout, match=r"queue\.declare") as caught:
                 await ch.queue_declare("q", timeout=0.3)
             assert 0.25 < time.monotonic() - started < 2
             assert isinstance(caught.value, TimeoutError)

@@ -172,7 +172,8 @@ async def test_close_always_returns_in_a_loop_of_connect_consume_sleep_close(amq
 async def test_close_while_recovering_returns(delay: float) -> None:
     async with Proxy("127.0.0.1", 5672) as proxy:
         for _ in range(5):
-            conn = await aiorabbit.connect_robust(proxy.url, backoff=aiorabbit.Backoff(initial=0.01, maximum=0.02))
+            backoff = aiorabbit.Backoff(initial=0.01, maximum=0.02)
+            conn = await aiorabbit.connect_robust(proxy.url, backoff=backoff)
             ch = await conn.channel()
             await ch.queue_declare("", exclusive=True)
             await ch.consume("amq.rabbitmq.reply-to", no_ack=True).start()
