@@ -167,8 +167,10 @@ async def test_protocol_header_reply_refuses_the_connection() -> None:
         peer.close()
 
     async with ScriptedServer(script) as server:
-        with pytest.raises(aiorabbit.ConnectionFailed):
+        with pytest.raises(aiorabbit.ConnectionFailed) as info:
             await asyncio.wait_for(aiorabbit.connect(server.url, connection_timeout=2), 3)
+        assert info.value.retryable is False
+        assert isinstance(info.value.__cause__, aiorabbit.ProtocolVersionMismatch)
         assert not server.errors
 
 
