@@ -449,7 +449,17 @@ class Channel:
         *,
         timeout: float | None = None,
     ) -> None:
-        """Limit unacknowledged deliveries (per consumer unless ``global_qos``)."""
+        """Limit unacknowledged deliveries (per consumer unless ``global_qos``).
+
+        RabbitMQ 4.3 and later no longer permit ``global_qos`` by default
+        and apply such a limit per consumer instead, without an error: a
+        warning is logged when the broker is such a version."""
+        if global_qos and _version(self._conn.server_properties) >= (4, 3):
+            log.warning(
+                "RabbitMQ %s applies a global_qos prefetch per consumer unless the deprecated "
+                "feature global_qos is permitted in its configuration",
+                self._conn.server_properties.get("version"),
+            )
         await self._call(
             m.BasicQos(prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_=global_qos),
             timeout=timeout,
@@ -917,6 +927,19 @@ def _table(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(arguments, Mapping):
         raise InvalidArgument(f"arguments must be a mapping, not {type(arguments).__name__}")
     return dict(arguments)
+
+
+def _version(server_properties: Mapping[str, Any]) -> tuple[int, ...]:
+    """The broker's version as numbers (``(0,)`` if it does not say)."""
+    raw = server_properties.get("version", "")
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
+    numbers: list[int] = []
+    for part in text.split("."):
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or (0,)
 
 
 def _owned_body(body: object) -> Buffer:

@@ -326,22 +326,35 @@ class OperationTimeout(AMQPError, TimeoutError):
     (a robust channel opens a new one)."""
 
 
-class DeprecatedFeature(ChannelClosed):
-    """The broker refused a deprecated feature it no longer permits
-    (RabbitMQ 4.x: ``transient_nonexcl_queues``, ``global_qos``...).
-    ``feature`` names it.  Retrying cannot help: change the call (for
-    example, declare the queue durable or exclusive, or use per-consumer
-    QoS) or permit the feature in the broker's configuration."""
+class DeprecatedFeature(AMQPError):
+    """The broker refused a deprecated feature it no longer permits.
 
-    def __init__(
-        self,
-        reply_code: int | None = None,
-        reply_text: str = "",
-        *,
-        feature: str = "",
-        cause: BaseException | None = None,
-    ) -> None:
-        super().__init__(reply_code, reply_text, cause=cause)
+    RabbitMQ 4.3 denies by default declaring a queue that is neither
+    durable nor exclusive (``transient_nonexcl_queues``) and the
+    ``x-queue-master-locator`` argument (``queue_master_locator``); it closes
+    the connection with 541 INTERNAL_ERROR.  ``feature`` names the feature.
+    Retrying cannot help: change the call (declare the queue durable or
+    exclusive, drop the argument) or permit the feature in the broker's
+    configuration.  The refusal also is a :class:`ConnectionClosed` (or a
+    :class:`ChannelClosed`), with the broker's reply code and text.
+    """
+
+    feature: str
+
+
+class _DeprecatedFeatureClosed(DeprecatedFeature, ConnectionClosed):
+    """A deprecated feature refused with ``connection.close``."""
+
+    def __init__(self, reply_code: int | None = None, reply_text: str = "", *, feature: str = "") -> None:
+        ConnectionClosed.__init__(self, reply_code, reply_text)
+        self.feature = feature
+
+
+class _DeprecatedFeatureChannelClosed(DeprecatedFeature, ChannelClosed):
+    """A deprecated feature refused with ``channel.close``."""
+
+    def __init__(self, reply_code: int | None = None, reply_text: str = "", *, feature: str = "") -> None:
+        ChannelClosed.__init__(self, reply_code, reply_text)
         self.feature = feature
 
 
@@ -447,7 +460,7 @@ def channel_error(reply_code: int, reply_text: str) -> ChannelClosed:
     """The exception for a ``channel.close`` carrying ``reply_code``."""
     feature = deprecated_feature(reply_text)
     if feature is not None:
-        return DeprecatedFeature(reply_code, reply_text, feature=feature)
+        return _DeprecatedFeatureChannelClosed(reply_code, reply_text, feature=feature)
     cls = _CHANNEL_ERRORS.get(reply_code, ChannelClosed)
     return cls(reply_code, reply_text)
 
@@ -457,6 +470,9 @@ def connection_error(reply_code: int, reply_text: str) -> ConnectionClosed:
     if reply_code == 403:
         # ACCESS_REFUSED on the connection means a failed login.
         return _AuthenticationClosed(reply_code, reply_text)
+    feature = deprecated_feature(reply_text)
+    if feature is not None:
+        return _DeprecatedFeatureClosed(reply_code, reply_text, feature=feature)
     cls = _CONNECTION_ERRORS.get(reply_code, ConnectionClosed)
     return cls(reply_code, reply_text)
 

@@ -32,6 +32,7 @@ from .exceptions import (
     ChannelClosed,
     ConnectionClosed,
     ConsumerCancelled,
+    DeprecatedFeature,
     InvalidArgument,
     OperationTimeout,
     RecoveryFailed,
@@ -376,6 +377,10 @@ class RobustConnection:
                     raise
                 if isinstance(exc, ConnectionClosed) and exc.reply_code and not is_recoverable(exc):
                     raise  # the broker closed it for a reason reconnecting cannot fix
+                if isinstance(exc, DeprecatedFeature):
+                    raise RecoveryFailed(
+                        f"the broker refuses to restore the recorded topology: {exc}"
+                    ) from exc
                 # The new connection died, or a step did not answer in time:
                 # nothing is reported as recovered; start over.
                 log.warning("recovery interrupted (%s); reconnecting", exc or "timeout")
@@ -482,6 +487,8 @@ class RobustConnection:
             return False
         if isinstance(exc, ChannelClosed) and exc.cause is not None:
             exc = exc.cause
+        if isinstance(exc, DeprecatedFeature):
+            return False  # the call itself was refused: retrying repeats it
         return isinstance(exc, ConnectionClosed) and is_recoverable(exc)
 
     # ------------------------------------------------------------------
@@ -521,7 +528,9 @@ class RobustConnection:
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None and supervisor is not asyncio.current_task():
             await _stop(supervisor, "the recovery task")
-        for task in list(self._tasks):
+        # A listener task may be the one calling close(): it is left alone.
+        others = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in others:
             task.cancel()
         for channel in list(self._channels):
             channel._stop_reconsuming()
@@ -532,7 +541,8 @@ class RobustConnection:
         if self._state is not State.CLOSED:
             self._give_up(closed)
         for task in list(self._tasks):
-            await _stop(task, "a listener or consumer task")
+            if task is not asyncio.current_task():
+                await _stop(task, "a listener or consumer task")
 
     async def __aenter__(self) -> RobustConnection:
         return self

@@ -462,7 +462,9 @@ class RpcServer:
     ``concurrency``) is how many unacknowledged requests the broker hands
     over; those beyond ``concurrency`` wait in the server.  ``declare``
     declares the queue (with ``durable``, ``auto_delete``, ``arguments``)
-    before consuming.
+    before consuming.  It is durable by default: RabbitMQ 4.3 refuses a
+    queue that is neither durable nor exclusive, and several servers share
+    the queue, so it cannot be exclusive.
 
     On a :class:`~aiorabbit.RobustConnection` the server consumes again
     after recovery (requests unacked at the loss are redelivered); on a
@@ -478,7 +480,7 @@ class RpcServer:
         concurrency: int = 10,
         prefetch: int | None = None,
         declare: bool = True,
-        durable: bool = False,
+        durable: bool = True,
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:

@@ -29,8 +29,9 @@ async def main() -> None:
 
     async with aiorabbit.connect() as conn:
         ch = await conn.channel()
-        # Declare the queue here too: the receiver may well start first.
-        await ch.queue_declare(QUEUE)
+        # Declare the queue here too (the same way): the receiver may well
+        # start first.
+        await ch.queue_declare(QUEUE, durable=True)
 
         received = 0
         # consume() registers a consumer (basic.consume) on entering the

@@ -34,8 +34,9 @@ async def main() -> None:
     async with aiorabbit.connect() as conn:
         ch = await conn.channel()
         # Declaring is idempotent: whichever of sender and receiver starts
-        # first creates the queue.
-        await ch.queue_declare(QUEUE)
+        # first creates the queue.  Durable: RabbitMQ 4.3 refuses by default
+        # a queue that is neither durable nor exclusive.
+        await ch.queue_declare(QUEUE, durable=True)
         # The default exchange ("") routes a message to the queue named by
         # its routing key.
         await ch.basic_publish(text.encode(), exchange="", routing_key=QUEUE)

@@ -46,7 +46,7 @@ async def main() -> None:
     async with aiorabbit.connect() as conn:
         ch = await conn.channel(publisher_confirms=True)
         if args.queue:
-            queue = (await ch.queue_declare(args.queue)).queue
+            queue = (await ch.queue_declare(args.queue, durable=True)).queue
         else:
             queue = (await ch.queue_declare("", exclusive=True)).queue
         body = b"x" * args.size

@@ -662,7 +662,7 @@ async def test_start_without_declaring(connection: aiorabbit.Connection, names: 
     await ch.queue_declare(q, durable=True)
     # Declaring it again with other arguments would fail; not declaring works.
     with pytest.raises(aiorabbit.PreconditionFailed):
-        await RpcServer(connection, q, echo).start()
+        await RpcServer(connection, q, echo, durable=False).start()
     async with RpcServer(connection, q, echo, declare=False), RpcClient(connection) as rpc:
         assert (await rpc.call(b"x", routing_key=q)).body == b"x"
     # The same queue options, then.
