@@ -36,6 +36,7 @@ from .exceptions import (
     FrameError,
     HeartbeatTimeout,
     InvalidArgument,
+    OperationTimeout,
     ProtocolError,
     ProtocolVersionMismatch,
     ProtocolViolation,
@@ -313,7 +314,16 @@ class Connection:
     async def update_secret(self, new_secret: str | bytes, reason: str = "") -> None:
         """Replace the credential of this connection (OAuth 2 token refresh)."""
         secret = new_secret.encode() if isinstance(new_secret, str) else bytes(new_secret)
-        await self._ch0_call(m.ConnectionUpdateSecret(new_secret=secret, reason=reason))
+        timeout = self.params.call_timeout
+        try:
+            update = m.ConnectionUpdateSecret(new_secret=secret, reason=reason)
+            await wait_for(self._ch0_call(update), timeout)
+        except asyncio.TimeoutError:
+            # The broker's state is unknown: the connection cannot be trusted.
+            self._abort(ConnectionLost(0, f"no reply to connection.update-secret within {timeout:g} s"))
+            raise OperationTimeout(
+                f"no reply to connection.update-secret within {timeout:g} s; the connection is closed"
+            ) from None
 
     async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
         """Close gracefully (idempotent): the broker acknowledges with close-ok

@@ -14,8 +14,9 @@ echo "== pytest (asyncio loop, branch coverage)"
 .venv/bin/python -m pytest -p no:cacheprovider --cov=aiorabbit --cov-branch \
     --cov-report=term "$@"
 echo "== pytest (uvloop; minus the tests that use no event loop of the suite's own:"
-echo "   the sans-I/O codec, backoff and topology, and the programs run as subprocesses)"
+echo "   the sans-I/O codec and its fuzz, backoff and topology, and the programs run as subprocesses)"
 AIORABBIT_TEST_LOOP=uvloop .venv/bin/python -m pytest -p no:cacheprovider -q \
     --ignore-glob='tests/test_codec_*' --ignore=tests/test_backoff.py --ignore=tests/test_topology.py \
+    --ignore=tests/test_fuzz.py \
     --ignore=tests/test_chaos.py --ignore=tests/test_benchmarks.py \
     --ignore=tests/test_cli.py --ignore=tests/test_testing_plugin.py "$@"

@@ -274,3 +274,16 @@ async def test_a_robust_channel_opens_a_new_channel_after_a_timeout() -> None:
             assert ok.queue == "q"
             assert ch.channel is not first and conn.is_open
             assert server.connections == 1
+
+
+async def test_update_secret_without_a_reply_times_out_and_closes() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.serve({m.ConnectionUpdateSecret: _withhold})
+
+    async with ScriptedServer(script) as server:
+        conn = await aiorabbit.connect(server.url, call_timeout=0.2)
+        with pytest.raises(aiorabbit.OperationTimeout, match="update-secret"):
+            await conn.update_secret("new-token")
+        assert conn.is_closed
+        await asyncio.wait_for(conn.close(), 2)
