@@ -28,6 +28,7 @@ from .exceptions import (
     ProtocolError,
     PublishNacked,
     channel_error,
+    closed_by_client,
 )
 from .message import IncomingMessage, ReturnedMessage
 
@@ -285,7 +286,7 @@ class Channel:
         except AMQPError:
             pass
         finally:
-            self._set_closed(ChannelClosed(200, "closed by client"))
+            self._set_closed(closed_by_client(ChannelClosed(200, "closed by client")))
             if not abandoned:
                 self._conn._release_channel(self.number)
 

@@ -21,6 +21,7 @@ from typing import Any
 from . import __version__
 from ._compat import wait_for
 from ._gather import gather_fd, write_gathered
+from ._opening import Opening
 from .channel import DIRECT_READ_MIN, Channel
 from .codec import methods as m
 from .codec._primitives import Buffer, Method
@@ -40,6 +41,7 @@ from .exceptions import (
     ProtocolError,
     ProtocolVersionMismatch,
     ProtocolViolation,
+    closed_by_client,
     connection_error,
 )
 from .parameters import ConnectionParameters
@@ -279,15 +281,22 @@ class Connection:
         """Forget a callback given to :meth:`add_blocked_callback`."""
         self._blocked_callbacks.remove(callback)
 
-    async def channel(
+    def channel(
         self,
         *,
         publisher_confirms: bool = False,
         on_return: Callable[[Any], Any] | None = None,
+    ) -> Opening[Channel]:
+        """Open a channel: ``ch = await conn.channel()``, or ``async with
+        conn.channel() as ch:`` to close it when the block ends.  With
+        ``publisher_confirms`` every publish waits for the broker's ack.
+        ``on_return`` receives unroutable mandatory messages that no
+        confirmed publish is waiting for."""
+        return Opening(lambda: self._open_channel(publisher_confirms, on_return))
+
+    async def _open_channel(
+        self, publisher_confirms: bool, on_return: Callable[[Any], Any] | None
     ) -> Channel:
-        """Open a channel; with ``publisher_confirms`` every publish waits for
-        the broker's ack.  ``on_return`` receives unroutable mandatory
-        messages that no confirmed publish is waiting for."""
         self._check_open()
         number = self._allocate_channel()
         ch = Channel(self, number, on_return=on_return)
@@ -356,7 +365,7 @@ class Connection:
         except (asyncio.TimeoutError, AMQPError):
             pass
         finally:
-            exc = ConnectionClosed(reply_code, f"closed by client: {reply_text}")
+            exc = closed_by_client(ConnectionClosed(reply_code, f"closed by client: {reply_text}"))
             if graceful:
                 self._shutdown(exc)
             else:
@@ -397,8 +406,15 @@ class Connection:
             # The same server will answer the same way: not worth a retry.
             self._abort(exc)
             cause = exc.__cause__
-            mismatch = isinstance(cause, ProtocolVersionMismatch)
-            text = str(cause) if mismatch else f"it broke the protocol: {exc}"
+            if isinstance(cause, ProtocolVersionMismatch):
+                text = str(cause)
+            elif not self.server_properties:
+                text = (
+                    f"the peer did not answer as an AMQP 0-9-1 broker (it sent "
+                    f"{self._parser.first_bytes!r} first); is the port right?"
+                )
+            else:
+                text = f"it broke the protocol: {exc}"
             raise ConnectionFailed(
                 f"cannot open an AMQP 0-9-1 connection to {params.host}:{params.port}: {text}",
                 retryable=False,

@@ -166,7 +166,10 @@ class Consumer:
                 self.channel.connection._update_reading()
 
     def _fail(self, exc: BaseException) -> None:
-        """End the iteration with ``exc`` after the buffered messages."""
+        """End the iteration with ``exc`` after the buffered messages (cleanly
+        when the program itself closed the channel or connection)."""
+        if getattr(exc, "by_client", False):
+            exc = StopAsyncIteration()
         if self._exc is None:
             self._exc = exc
             if self._on_end is not None:

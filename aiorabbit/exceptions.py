@@ -12,7 +12,7 @@ This module is pure: the sans-I/O codec imports it too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from .message import ReturnedMessage
@@ -27,6 +27,7 @@ __all__ = [
     "AMQPConnectionError",
     "ConnectionFailed",
     "AuthenticationError",
+    "LoginRefused",
     "ConnectionClosed",
     "ConnectionLost",
     "HeartbeatTimeout",
@@ -59,6 +60,7 @@ __all__ = [
     "MessageAlreadySettled",
     "RecoveryTimeout",
     "RecoveryFailed",
+    "TransactionLost",
     "channel_error",
     "connection_error",
 ]
@@ -143,6 +145,8 @@ class ConnectionClosed(AMQPConnectionError):
     """
 
     reply_code_default: ClassVar[int] = 0
+    #: True when this client closed the connection (``close()``).
+    by_client: bool = False
 
     def __init__(self, reply_code: int | None = None, reply_text: str = "") -> None:
         self.reply_code: int = (
@@ -250,6 +254,8 @@ class ChannelClosed(AMQPError):
     """
 
     reply_code_default: ClassVar[int] = 0
+    #: True when this client closed the channel (``close()``).
+    by_client: bool = False
 
     def __init__(
         self,
@@ -401,6 +407,12 @@ class RecoveryFailed(AMQPConnectionError):
     the broker."""
 
 
+class TransactionLost(AMQPError):
+    """A robust channel's transaction was cut off by a lost connection or
+    channel: the broker discarded its publishes and acks (``tx_commit``
+    raises it; publish again in the new transaction)."""
+
+
 class RecoveryTimeout(AMQPConnectionError):
     """A call on a recovering connection (:func:`aiorabbit.connect_robust`)
     waited ``wait_timeout`` seconds for the connection to come back."""
@@ -456,6 +468,16 @@ def deprecated_feature(reply_text: str) -> str | None:
     return reply_text[start + 1 : end] or None
 
 
+_Closed = TypeVar("_Closed", ConnectionClosed, ChannelClosed)
+
+
+def closed_by_client(exc: _Closed) -> _Closed:
+    """``exc``, marked as the close this client asked for (``close()``):
+    consumers then end their iteration cleanly instead of raising."""
+    exc.by_client = True
+    return exc
+
+
 def channel_error(reply_code: int, reply_text: str) -> ChannelClosed:
     """The exception for a ``channel.close`` carrying ``reply_code``."""
     feature = deprecated_feature(reply_text)
@@ -469,7 +491,7 @@ def connection_error(reply_code: int, reply_text: str) -> ConnectionClosed:
     """The exception for a ``connection.close`` carrying ``reply_code``."""
     if reply_code == 403:
         # ACCESS_REFUSED on the connection means a failed login.
-        return _AuthenticationClosed(reply_code, reply_text)
+        return LoginRefused(reply_code, reply_text)
     feature = deprecated_feature(reply_text)
     if feature is not None:
         return _DeprecatedFeatureClosed(reply_code, reply_text, feature=feature)
@@ -477,8 +499,11 @@ def connection_error(reply_code: int, reply_text: str) -> ConnectionClosed:
     return cls(reply_code, reply_text)
 
 
-class _AuthenticationClosed(AuthenticationError, ConnectionClosed):
-    """Login refused: both an AuthenticationError and a ConnectionClosed."""
+class LoginRefused(AuthenticationError, ConnectionClosed):
+    """The broker refused the login with 403 ACCESS_REFUSED (a wrong user
+    name or password, or a user without access): both an
+    :class:`AuthenticationError` and a :class:`ConnectionClosed`, never
+    retried."""
 
     reply_code_default = 403
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ._compat import wait_for
+from ._opening import Opening
 from .backoff import Backoff, failure_signature, is_recoverable
 from .channel import Channel, DeclareOk, _retrieve
 from .codec._primitives import Buffer
@@ -31,6 +32,7 @@ from .exceptions import (
     AMQPError,
     ChannelClosed,
     ConnectionClosed,
+    ConnectionFailed,
     ConsumerCancelled,
     DeprecatedFeature,
     InvalidArgument,
@@ -38,6 +40,8 @@ from .exceptions import (
     RecoveryFailed,
     RecoveryTimeout,
     ResourceLocked,
+    TransactionLost,
+    closed_by_client,
 )
 from .message import IncomingMessage
 from .parameters import ConnectionParameters
@@ -125,6 +129,7 @@ class RobustConnection:
         backoff: Backoff,
         wait_timeout: float,
         recovery_timeout: float,
+        first_connect_timeout: float | None = 60.0,
     ) -> None:
         self._endpoints = endpoints
         self._next_endpoint = 0
@@ -133,6 +138,8 @@ class RobustConnection:
         self.wait_timeout = wait_timeout
         #: Seconds allowed for each step of recovery (a declare, a consume).
         self.recovery_timeout = recovery_timeout
+        #: Seconds the first connect keeps trying (``None``: for ever).
+        self.first_connect_timeout = first_connect_timeout
         #: The declared exchanges, queues and bindings that recovery restores.
         self.topology = Topology()
         self._loop = asyncio.get_running_loop()
@@ -141,6 +148,7 @@ class RobustConnection:
         self._closing = False
         self._closed_exc: BaseException | None = None
         self._connected: asyncio.Future[None] = self._loop.create_future()
+        self._closed_for_good: asyncio.Future[None] = self._loop.create_future()
         self._channels: list[RobustChannel] = []
         self._listeners: dict[str, list[Listener]] = {event: [] for event in EVENTS}
         self._blocked_callbacks: list[Callable[[RobustConnection, str | None], Any]] = []
@@ -149,6 +157,8 @@ class RobustConnection:
         self._attempts = 0
         self._outage_started = 0.0
         self._connected_at = 0.0
+        # The latest reason the connection was lost or could not be made.
+        self._last_error: BaseException | None = None
         # The last recovery failure and how often it came in a row.
         self._last_failure: tuple[object, ...] | None = None
         self._same_failures = 0
@@ -191,6 +201,38 @@ class RobustConnection:
         """True while the broker blocks publishers on this connection."""
         return self._conn is not None and self._conn.is_blocked
 
+    @property
+    def blocked_reason(self) -> str | None:
+        """The reason the broker gave for blocking, or ``None``."""
+        return self._conn.blocked_reason if self._conn is not None else None
+
+    @property
+    def params(self) -> ConnectionParameters:
+        """The parameters of the endpoint in use (or tried) now."""
+        if self._conn is not None:
+            return self._conn.params
+        return self._endpoints[self._next_endpoint % len(self._endpoints)]
+
+    async def wait_closed(self) -> BaseException:
+        """Wait until the connection is closed for good (:meth:`close`, or
+        recovery gave up); return the reason.  A loss that recovery repairs
+        does not end the wait."""
+        await asyncio.shield(self._closed_for_good)
+        assert self._closed_exc is not None
+        return self._closed_exc
+
+    async def wait_unblocked(self) -> None:
+        """Return once the broker is not blocking publishers.  A connection
+        lost while blocked ends the wait: its replacement starts unblocked."""
+        conn = self._conn
+        if conn is None or not conn.is_blocked:
+            return
+        try:
+            await conn.wait_unblocked()
+        except ConnectionClosed:
+            if self._state is State.CLOSED:
+                raise
+
     def __repr__(self) -> str:
         return f"<aiorabbit.RobustConnection {self._state.value} {self._conn!r}>"
 
@@ -214,6 +256,10 @@ class RobustConnection:
     def add_blocked_callback(self, callback: Callable[[RobustConnection, str | None], Any]) -> None:
         """Like :meth:`Connection.add_blocked_callback`, across reconnects."""
         self._blocked_callbacks.append(callback)
+
+    def remove_blocked_callback(self, callback: Callable[[RobustConnection, str | None], Any]) -> None:
+        """Forget a callback given to :meth:`add_blocked_callback`."""
+        self._blocked_callbacks.remove(callback)
 
     def _emit(self, event: str, *args: Any) -> None:
         for callback in list(self._listeners[event]):
@@ -250,11 +296,12 @@ class RobustConnection:
         self._outage_started = time.monotonic()
         self._attempts = 0
         try:
-            conn = await self._connect_with_backoff()
+            conn = await self._connect_with_backoff(first=True)
         except BaseException as exc:
             self._state = State.CLOSED
             self._closed_exc = exc
             self._connected.cancel()
+            self._closed_for_good.set_result(None)
             raise
         self._use(conn)
         self._set_connected()
@@ -296,7 +343,7 @@ class RobustConnection:
         if self._closing:
             raise asyncio.CancelledError
 
-    async def _connect_with_backoff(self) -> Connection:
+    async def _connect_with_backoff(self, *, first: bool = False) -> Connection:
         """Connect to the next endpoint, moving on after each failure, with
         the backoff's delays; raise when the error is fatal or the budget
         is spent."""
@@ -308,15 +355,22 @@ class RobustConnection:
                 await conn._open()
                 return conn
             except AMQPError as exc:
+                self._last_error = exc
                 if not is_recoverable(exc):
                     raise
                 self._attempts += 1
                 self._next_endpoint += 1
-                if self.backoff.exhausted(self._attempts, time.monotonic() - self._outage_started):
+                elapsed = time.monotonic() - self._outage_started
+                if self.backoff.exhausted(self._attempts, elapsed):
                     raise
+                if first and self.first_connect_timeout is not None and elapsed >= self.first_connect_timeout:
+                    raise ConnectionFailed(
+                        f"could not connect to {params.url} within {self.first_connect_timeout:g} s "
+                        f"({self._attempts} attempts); last error: {exc}"
+                    ) from exc
                 delay = self.backoff.delay(self._attempts)
-                log.info("connecting to %s:%s failed (%s); next attempt in %.2f s",
-                         params.host, params.port, exc, delay)
+                log.warning("connecting to %s failed (%s); attempt %d, next in %.2f s",
+                            params.url, exc, self._attempts + 1, delay)
                 await asyncio.sleep(delay)
 
     async def _supervise(self) -> None:
@@ -324,6 +378,7 @@ class RobustConnection:
             conn = self._conn
             assert conn is not None
             reason = await conn.wait_closed()
+            self._last_error = reason
             if self._closing:
                 return
             if not is_recoverable(reason):
@@ -457,6 +512,8 @@ class RobustConnection:
     def _give_up(self, exc: BaseException) -> None:
         self._state = State.CLOSED
         self._closed_exc = exc
+        if not self._closed_for_good.done():
+            self._closed_for_good.set_result(None)
         _fail(self._connected, exc)
         for channel in list(self._channels):
             channel._set_closed(exc)
@@ -478,7 +535,12 @@ class RobustConnection:
             try:
                 await wait_for(asyncio.shield(waiter), timeout)
             except asyncio.TimeoutError:
-                raise RecoveryTimeout(f"the connection was not back within {timeout} s") from None
+                last = self._last_error
+                failed = RecoveryTimeout(
+                    f"the connection to {self.params.url} was not back within {timeout} s"
+                    + (f"; last error: {last}" if last is not None else "")
+                )
+                raise failed from last
 
     def _lost_connection(self, exc: BaseException) -> bool:
         """Whether ``exc`` (from a call) means the connection went away in a
@@ -499,13 +561,20 @@ class RobustConnection:
         :class:`RecoveryTimeout` after ``timeout`` seconds."""
         await self._wait_connected(timeout)
 
-    async def channel(
+    def channel(
         self,
         *,
         publisher_confirms: bool = False,
         on_return: Callable[[Any], Any] | None = None,
+    ) -> Opening[RobustChannel]:
+        """Open a :class:`RobustChannel` (reopened on every recovery):
+        ``ch = await conn.channel()``, or ``async with conn.channel() as
+        ch:`` to close it when the block ends."""
+        return Opening(lambda: self._open_channel(publisher_confirms, on_return))
+
+    async def _open_channel(
+        self, publisher_confirms: bool, on_return: Callable[[Any], Any] | None
     ) -> RobustChannel:
-        """Open a :class:`RobustChannel` (reopened on every recovery)."""
         channel = RobustChannel(self, publisher_confirms=publisher_confirms, on_return=on_return)
         conn = await self._wait_connected(self.wait_timeout)
         await channel._reopen(conn)
@@ -537,7 +606,7 @@ class RobustConnection:
         conn = self._conn
         if conn is not None and not conn.is_closed:
             await conn.close()
-        closed = ConnectionClosed(200, "closed by client")
+        closed = closed_by_client(ConnectionClosed(200, "closed by client"))
         if self._state is not State.CLOSED:
             self._give_up(closed)
         for task in list(self._tasks):
@@ -579,6 +648,9 @@ class RobustChannel:
         self._consumers: list[RobustConsumer] = []
         self._closed_exc: BaseException | None = None
         self._reopen_lock = asyncio.Lock()
+        self._tx = False
+        # The plain channel the current transaction runs on.
+        self._tx_channel: Channel | None = None
 
     @property
     def connection(self) -> RobustConnection:
@@ -605,6 +677,16 @@ class RobustChannel:
         """Whether publishes wait for the broker's confirm."""
         return self._confirms
 
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """Why the channel closed for good (``None`` while it is usable)."""
+        return self._closed_exc
+
+    @property
+    def number(self) -> int | None:
+        """The channel number in use now (it may change on recovery)."""
+        return self._inner.number if self._inner is not None else None
+
     def __repr__(self) -> str:
         return f"<aiorabbit.RobustChannel {self._inner!r}>"
 
@@ -620,6 +702,8 @@ class RobustChannel:
         inner = await conn.channel(publisher_confirms=self._confirms, on_return=self._on_return)
         for global_qos, (count, size) in self._qos.items():
             await inner.basic_qos(prefetch_count=count, prefetch_size=size, global_qos=global_qos)
+        if self._tx:
+            await inner.tx_select()
         self._inner = inner
 
     async def _recover_consumers(self, conn: Connection) -> None:
@@ -700,7 +784,7 @@ class RobustChannel:
         the broker does."""
         if self._closed_exc is not None:
             return
-        self._set_closed(ChannelClosed(200, "closed by client"))
+        self._set_closed(closed_by_client(ChannelClosed(200, "closed by client")))
         for consumer in list(self._consumers):
             await consumer.cancel()
         if self in self._rconn._channels:
@@ -884,6 +968,49 @@ class RobustChannel:
             retry=True,
         )
         self._qos[global_qos] = (prefetch_count, prefetch_size)
+
+    async def confirm_select(self, *, timeout: float | None = None) -> None:
+        """Enable publisher confirms, now and on every channel recovery
+        opens."""
+        self._confirms = True
+        await self._run(lambda ch: ch.confirm_select(timeout=timeout), retry=True)
+
+    async def tx_select(self, *, timeout: float | None = None) -> None:
+        """Put the channel in transaction mode, now and after recovery."""
+        self._tx = True
+        self._tx_channel = await self._run(lambda ch: _selected(ch, timeout), retry=True)
+
+    async def tx_commit(self, *, timeout: float | None = None) -> None:
+        """Commit the current transaction.
+
+        Raises :class:`~aiorabbit.TransactionLost` if the channel was lost
+        since the transaction began: the broker discarded its publishes and
+        acks (publish them again; a new transaction has begun).  A commit
+        cut off by a loss raises the connection's error: whether the broker
+        committed is then unknown."""
+        inner = await self._tx_live()
+        await inner.tx_commit(timeout=timeout)
+
+    async def tx_rollback(self, *, timeout: float | None = None) -> None:
+        """Roll back the current transaction.  After a loss there is nothing
+        to roll back (the broker discarded it), so this only starts anew."""
+        inner = await self._live()
+        if inner is not self._tx_channel:
+            self._tx_channel = inner
+            return
+        await inner.tx_rollback(timeout=timeout)
+
+    async def _tx_live(self) -> Channel:
+        if not self._tx:
+            raise InvalidArgument("tx_select() first: the channel is not in transaction mode")
+        inner = await self._live()
+        if inner is not self._tx_channel:
+            self._tx_channel = inner
+            raise TransactionLost(
+                "the channel was lost during the transaction: the broker discarded its publishes "
+                "and acks; a new transaction has begun"
+            )
+        return inner
 
     async def basic_recover(
         self,
@@ -1082,13 +1209,18 @@ class RobustConsumer:
     async def __anext__(self) -> IncomingMessage:
         rconn = self.channel._rconn
         while True:
-            if self._cancelled:
-                raise StopAsyncIteration
+            if self._cancelled or getattr(self._exc, "by_client", False):
+                raise StopAsyncIteration  # the program closed it
             if self._exc is not None:
                 raise self._exc
             inner = self._inner
             if inner is None:
-                await self._wait_ready()
+                try:
+                    await self._wait_ready()
+                except (ConnectionClosed, ChannelClosed):
+                    if rconn._closing:
+                        raise StopAsyncIteration from None  # the program closed it
+                    raise
                 continue
             try:
                 msg = await inner.__anext__()
@@ -1106,7 +1238,9 @@ class RobustConsumer:
                 # Only a connection closed for good ends the iteration: an
                 # error on a channel or connection that recovery replaces
                 # (even one seen while it is under way) means waiting for it.
-                if rconn._state is State.CLOSED:
+                if rconn._state is State.CLOSED or rconn._closing:
+                    if rconn._closing:
+                        raise StopAsyncIteration from None  # the program closed it
                     raise
                 self._lost(inner)
                 continue
@@ -1262,6 +1396,11 @@ async def _stop(task: asyncio.Task[Any], what: str) -> None:
     log.error("%s did not stop within %.1f s of close(); leaving it", what, _STOP_TRIES * _STOP_WAIT)
 
 
+async def _selected(channel: Channel, timeout: float | None) -> Channel:
+    await channel.tx_select(timeout=timeout)
+    return channel
+
+
 def _copy(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(arguments) if arguments else None
 
@@ -1296,6 +1435,7 @@ def connect_robust(
     backoff: Backoff | None = None,
     wait_timeout: float = 30.0,
     recovery_timeout: float = 10.0,
+    first_connect_timeout: float | None = 60.0,
     **options: Any,
 ) -> _ConnectRobust:
     """Open a :class:`RobustConnection`: same API as :func:`connect`, but
@@ -1308,11 +1448,19 @@ def connect_robust(
     ``wait_timeout`` seconds while disconnected; each recovery step gets
     ``recovery_timeout`` seconds before the attempt starts over.
     ``options`` are :class:`ConnectionParameters` fields for every endpoint.
-    A login failure or another fatal error raises at once.
+    A login failure or another fatal error raises at once.  The first
+    connect keeps trying (logging each failure at WARNING) for
+    ``first_connect_timeout`` seconds, then raises :class:`ConnectionFailed`
+    naming the last error: a wrong host or port fails visibly instead of
+    retrying silently for ever (``None`` waits for ever, for a broker that
+    may start long after the service).
     """
     params = endpoints(url_or_urls, **options)
     policy = backoff if backoff is not None else Backoff()
     if wait_timeout <= 0 or recovery_timeout <= 0:
         raise InvalidArgument("wait_timeout and recovery_timeout must be positive")
+    if first_connect_timeout is not None and first_connect_timeout <= 0:
+        raise InvalidArgument("first_connect_timeout must be positive (or None)")
     return _ConnectRobust(lambda: RobustConnection(
-        params, backoff=policy, wait_timeout=wait_timeout, recovery_timeout=recovery_timeout))
+        params, backoff=policy, wait_timeout=wait_timeout, recovery_timeout=recovery_timeout,
+        first_connect_timeout=first_connect_timeout))

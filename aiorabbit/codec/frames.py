@@ -148,13 +148,16 @@ class FrameParser:
     accepted; set it after ``connection.tune`` (0 means no limit).
     """
 
-    __slots__ = ("_body_channel", "_body_left", "_buf", "_frame_max", "_fresh", "_need_end")
+    __slots__ = ("_body_channel", "_body_left", "_buf", "_frame_max", "_fresh", "_need_end", "first_bytes")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._frame_max = frame_max or _UNLIMITED
         # Nothing parsed yet: the server may answer our protocol header with
         # its own instead of a frame.
         self._fresh = True
+        #: The first bytes received (up to 32), to show when a peer that is
+        #: not an AMQP 0-9-1 broker answers.
+        self.first_bytes = b""
         self._buf = bytearray()  # an incomplete non-body frame (or frame head)
         self._body_left = 0  # payload bytes still due for the current body frame
         self._body_channel = 0
@@ -238,6 +241,8 @@ class FrameParser:
         """Check the first bytes of the stream for a protocol header: the
         server's way to refuse ours (RabbitMQ sends ``AMQP\\x00\\x00\\x09\\x01``).
         False while too few bytes have come to tell (they are kept)."""
+        if len(self.first_bytes) < 32:
+            self.first_bytes += bytes(view[: 32 - len(self.first_bytes)])
         seen = bytes(self._buf) + bytes(view[:8])
         if seen[:4] != PROTOCOL_HEADER[: min(4, len(seen))]:
             self._fresh = False
