@@ -17,8 +17,6 @@ Quick start::
 
 from __future__ import annotations
 
-import logging
-
 __version__ = "0.1.0"
 
 from .backoff import Backoff
@@ -43,7 +41,10 @@ from .parameters import ConnectionParameters
 from .publisher import OutgoingMessage, Publisher
 from .robust import DeclaredQueue, RobustChannel, RobustConnection, RobustConsumer, connect_robust
 
-logging.getLogger("aiorabbit").addHandler(logging.NullHandler())
+# No handler of our own (not even a NullHandler): in a program that
+# configures no logging, Python's last-resort handler prints our warnings
+# and errors to stderr, so failures are never invisible (under uvicorn
+# too).  Configure the "aiorabbit" logger to route or silence them.
 
 __all__ = [
     "__version__",

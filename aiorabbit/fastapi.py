@@ -539,6 +539,7 @@ class RabbitMQ:
         self._specs: dict[str, _ConsumerSpec] = {}
         self._runners: list[_Runner] = []
         self._conn: RobustConnection | None = None
+        self._opening: Any = None  # connect_robust() while it connects
         self._phase: Literal["stopped", "starting", "running", "stopping"] = "stopped"
 
     def __repr__(self) -> str:
@@ -761,19 +762,33 @@ class RabbitMQ:
         except BaseException as exc:
             error = exc
             if isinstance(exc, asyncio.TimeoutError):
-                error = StartupTimeout(f"RabbitMQ startup took more than {self.startup_timeout} s")
+                error = self._startup_timeout()
             log.error("RabbitMQ startup failed: %s", _one_line(error))
             await self._teardown(self.shutdown_timeout)
             self._phase = "stopped"
             if error is not exc:
-                raise error from None
+                raise error from error.__cause__
             raise
         self._phase = "running"
         log.info("RabbitMQ ready: %d consumers, %d publisher channels", len(self._runners),
                  self.publisher_pool)
 
+    def _startup_timeout(self) -> StartupTimeout:
+        """The timeout error, naming the broker (password masked) and the
+        last connection error (also its ``__cause__``)."""
+        opening = self._opening.connection if self._opening is not None else None
+        last = opening.last_error if opening is not None else None
+        where = f" connecting to {opening.params.url}" if opening is not None and not opening.is_open else ""
+        error = StartupTimeout(
+            f"RabbitMQ startup took more than {self.startup_timeout} s{where}"
+            + (f"; last error: {last}" if last is not None else "")
+        )
+        error.__cause__ = last
+        return error
+
     async def _start(self) -> None:
-        self._conn = conn = await connect_robust(self.url, **self.connect_options)
+        self._opening = connect_robust(self.url, **self.connect_options)
+        self._conn = conn = await self._opening
         channel = await conn.channel()
         # Declared on a robust channel: the connection records them and
         # declares them again after every recovery.

@@ -202,6 +202,12 @@ class RobustConnection:
         return self._conn is not None and self._conn.is_blocked
 
     @property
+    def last_error(self) -> BaseException | None:
+        """The latest reason the connection was lost or could not be made
+        (kept after recovery, for diagnostics)."""
+        return self._last_error
+
+    @property
     def blocked_reason(self) -> str | None:
         """The reason the broker gave for blocking, or ``None``."""
         return self._conn.blocked_reason if self._conn is not None else None
@@ -535,7 +541,7 @@ class RobustConnection:
             try:
                 await wait_for(asyncio.shield(waiter), timeout)
             except asyncio.TimeoutError:
-                last = self._last_error
+                last = self.last_error
                 failed = RecoveryTimeout(
                     f"the connection to {self.params.url} was not back within {timeout} s"
                     + (f"; last error: {last}" if last is not None else "")
@@ -1411,12 +1417,15 @@ class _ConnectRobust:
     def __init__(self, factory: Callable[[], RobustConnection]) -> None:
         self._factory = factory
         self._conn: RobustConnection | None = None
+        #: The connection being opened (or open), once awaited: its
+        #: ``last_error`` says why a first connect that is taking long fails.
+        self.connection: RobustConnection | None = None
 
     def __await__(self) -> Any:
         return self._open().__await__()
 
     async def _open(self) -> RobustConnection:
-        conn = self._factory()
+        conn = self.connection = self._factory()
         await conn._start()
         return conn
 

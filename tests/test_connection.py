@@ -326,9 +326,23 @@ async def test_repr_and_logs_hide_password(amqp_url: str, caplog: pytest.LogCapt
     assert all(":guest@" not in r.getMessage() for r in caplog.records)
 
 
-def test_logger_has_only_a_null_handler() -> None:
-    handlers = logging.getLogger("aiorabbit").handlers
-    assert handlers and all(isinstance(h, logging.NullHandler) for h in handlers)
+def test_warnings_reach_stderr_when_the_program_configures_no_logging() -> None:
+    # A library NullHandler would swallow them: under uvicorn (which only
+    # configures its own loggers) a failing consumer printed nothing.
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, aiorabbit\n"
+        "assert not logging.getLogger('aiorabbit').handlers\n"
+        "logging.getLogger('aiorabbit').warning('visible warning')\n"
+        "logging.getLogger('aiorabbit.fastapi').error('visible error')\n"
+        "logging.getLogger('aiorabbit').info('quiet info')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "visible warning" in done.stderr and "visible error" in done.stderr
+    assert "quiet info" not in done.stderr
 
 
 @pytest.mark.parametrize(

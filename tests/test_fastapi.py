@@ -846,8 +846,12 @@ async def test_startup_failures_leave_nothing_running(
 
     # Unreachable, beyond startup_timeout (the backoff would go on forever).
     rabbit = make(dead_url, startup_timeout=0.3)
-    with pytest.raises(StartupTimeout, match=r"0\.3 s"):
+    with pytest.raises(StartupTimeout, match=r"0\.3 s") as timed_out:
         await rabbit.start()
+    # It names the broker (password masked) and why connecting failed.
+    assert f"127.0.0.1:{dead_url.split(':')[-1].split('/')[0]}" in str(timed_out.value)
+    assert "last error" in str(timed_out.value) and "guest:guest" not in str(timed_out.value)
+    assert isinstance(timed_out.value.__cause__, ConnectionFailed)
     assert len(opened) == 2 and all(conn.is_closed for conn in opened)
 
     # The broker refuses the topology: declared otherwise already.
