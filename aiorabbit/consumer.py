@@ -168,10 +168,8 @@ class Consumer:
     def _fail(self, exc: BaseException) -> None:
         """End the iteration with ``exc`` after the buffered messages (cleanly
         when the program itself closed the channel or connection)."""
-        if getattr(exc, "by_client", False):
-            exc = StopAsyncIteration()
         if self._exc is None:
-            self._exc = exc
+            self._exc = StopAsyncIteration() if getattr(exc, "by_client", False) else exc
             if self._on_end is not None:
                 self._on_end(self, exc)
         if isinstance(exc, (ChannelClosed, ConnectionClosed)):
