@@ -1,6 +1,6 @@
 """A FastAPI service that queues jobs on RabbitMQ and works on them.
 
-    pip install "aiorabbit[fastapi]" uvicorn
+    pip install "aiorabbit-client[fastapi]" uvicorn
     uvicorn examples.fastapi_app:app            # $AMQP_URL selects the broker
 
     curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\

@@ -10,8 +10,39 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# The distribution used to be called "aiorabbit" (now "aiorabbit-client";
+# "aiorabbit" on PyPI is another project with the same import name): remove
+# an old install of either so that exactly one provides the import.  The old
+# name's metadata left in the work tree would still be found on the path the
+# editable install adds, and pass for an installed "aiorabbit".
+rm -rf aiorabbit.egg-info
+if .venv/bin/python -m pip show --quiet aiorabbit >/dev/null 2>&1; then
+    echo "removing the distribution \"aiorabbit\" from .venv: this project is \"aiorabbit-client\""
+    .venv/bin/python -m pip uninstall --quiet --yes aiorabbit
+fi
+
+# Editable, in setuptools' "compat" mode: a plain path entry for the work
+# tree in a .pth file, which mypy, pyright and other tools run from anywhere
+# can follow (the default mode installs an import hook that they cannot see).
+# Setuptools prints a notice for every editable install, so this one is done
+# again only when pyproject.toml changed or the install is not the one
+# expected (the stamp records the pyproject.toml it was made from).
+STAMP=.venv/.aiorabbit-setup
+wanted="$(cksum < pyproject.toml) $(pwd)"
+installed_here() {
+    .venv/bin/python - "$(pwd)" <<'PY' 2>/dev/null
+import importlib.metadata, os, sys
+import aiorabbit
+importlib.metadata.version("aiorabbit-client")
+sys.exit(os.path.dirname(os.path.dirname(os.path.realpath(aiorabbit.__file__))) != os.path.realpath(sys.argv[1]))
+PY
+}
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$wanted" ] || ! installed_here; then
+    rm -f "$STAMP"
+    .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+    .venv/bin/python -m pip install --quiet -e ".[test]" --config-settings editable_mode=compat
+    printf '%s\n' "$wanted" > "$STAMP"
+fi
 
 broker_answers() {
     .venv/bin/python - <<'PY'

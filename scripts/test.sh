@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up (scripts/setup.sh), then run the checks and the whole test
-# suite under the default event loop (with branch coverage) and again under
-# uvloop.  Extra arguments go to pytest.
+# Set everything up (scripts/setup.sh), run the checks, build the sdist and
+# the wheel and try the wheel in a fresh virtualenv (scripts/check_dist.sh),
+# then run the whole test suite under the default event loop (with branch
+# coverage) and again under uvloop.  Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,13 +11,17 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== the sdist and the wheel, and the wheel alone in a fresh virtualenv"
+bash scripts/check_dist.sh
 echo "== pytest (asyncio loop, branch coverage)"
 .venv/bin/python -m pytest -p no:cacheprovider --cov=aiorabbit --cov-branch \
     --cov-report=term "$@"
 echo "== pytest (uvloop; minus the tests that use no event loop of the suite's own:"
-echo "   the sans-I/O codec and its fuzz, backoff and topology, and the programs run as subprocesses)"
+echo "   the sans-I/O codec and its fuzz, backoff and topology, and the programs run as subprocesses,"
+echo "   the README's blocks and the packaging metadata included)"
 AIORABBIT_TEST_LOOP=uvloop .venv/bin/python -m pytest -p no:cacheprovider -q \
     --ignore-glob='tests/test_codec_*' --ignore=tests/test_backoff.py --ignore=tests/test_topology.py \
     --ignore=tests/test_fuzz.py \
     --ignore=tests/test_chaos.py --ignore=tests/test_benchmarks.py \
-    --ignore=tests/test_cli.py --ignore=tests/test_testing_plugin.py "$@"
+    --ignore=tests/test_cli.py --ignore=tests/test_testing_plugin.py \
+    --ignore=tests/test_readme.py --ignore=tests/test_packaging.py "$@"
