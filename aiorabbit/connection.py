@@ -484,7 +484,7 @@ class Connection:
             "product": "aiorabbit",
             "version": __version__,
             "platform": f"{platform.python_implementation()} {platform.python_version()}",
-            "information": "https://pypi.org/project/aiorabbit/",
+            "information": "https://pypi.org/project/aiorabbit-client/",
             "capabilities": {
                 "publisher_confirms": True,
                 "exchange_exchange_bindings": True,

@@ -1,6 +1,6 @@
 """FastAPI integration: RabbitMQ in a FastAPI service in a few lines.
 
-Install with ``pip install "aiorabbit[fastapi]"``::
+Install with ``pip install "aiorabbit-client[fastapi]"``::
 
     from typing import Annotated
     from fastapi import Depends, FastAPI
@@ -47,7 +47,7 @@ try:
     from fastapi.responses import JSONResponse
 except ImportError as exc:
     raise ImportError(
-        f'aiorabbit.fastapi needs FastAPI and pydantic ({exc}): pip install "aiorabbit[fastapi]"'
+        f'aiorabbit.fastapi needs FastAPI and pydantic ({exc}): pip install "aiorabbit-client[fastapi]"'
     ) from exc
 
 from ._compat import wait_for

@@ -1014,7 +1014,7 @@ def pydantic_error() -> type[Exception]:
 def test_import_without_fastapi_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "fastapi", None)
     monkeypatch.delitem(sys.modules, "aiorabbit.fastapi")
-    with pytest.raises(ImportError, match=r'pip install "aiorabbit\[fastapi\]"'):
+    with pytest.raises(ImportError, match=r'pip install "aiorabbit-client\[fastapi\]"'):
         importlib.import_module("aiorabbit.fastapi")
 
 
