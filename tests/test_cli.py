@@ -565,6 +565,7 @@ async def test_console_script(cli: Cli, channel: aiorabbit.Channel, names: Names
     assert SCRIPT.exists(), "pip install -e . installs the console script"
     result = await cli.run("--version", program=[str(SCRIPT)])
     assert result.code == 0 and result.out.decode().startswith(f"aiorabbit {aiorabbit.__version__} ")
+    assert "distribution aiorabbit-client" in result.out.decode()
     queue = await _queue(channel, names)
     result = await cli.run("publish", "-k", queue, "via the script", program=[str(SCRIPT)])
     assert result.code == 0, result.err

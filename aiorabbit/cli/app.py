@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version",
         action="version",
-        version=f"aiorabbit {__version__} (Python {platform.python_version()})",
+        version=f"aiorabbit {__version__} (distribution aiorabbit-client, "
+        f"Python {platform.python_version()})",
     )
     _global_options(parser, in_command=False)
     commands = parser.add_subparsers(
