@@ -37,7 +37,7 @@ from aiorabbit.exceptions import FrameError, InvalidArgument
 pytestmark = pytest.mark.filterwarnings("ignore:This command is deprecated:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC_PATH = REPO.parent / "shared" / "spec" / "amqp-rabbitmq-0.9.1.json"
+SPEC_PATH = REPO / "tools" / "spec" / "amqp-rabbitmq-0.9.1.json"  # in the repository: a clone is enough
 GENERATOR_PATH = REPO / "tools" / "generate_methods.py"
 METHODS_PATH = REPO / "aiorabbit" / "codec" / "methods.py"
 

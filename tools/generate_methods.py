@@ -2,9 +2,10 @@
 
 Usage: python tools/generate_methods.py [SPEC_JSON] [OUTPUT]
 
-The spec defaults to ../shared/spec/amqp-rabbitmq-0.9.1.json beside the
-checkout.  tests/test_codec_methods.py regenerates into memory and fails if
-the committed module differs, so the tables cannot drift from the spec.
+The spec defaults to tools/spec/amqp-rabbitmq-0.9.1.json in this
+repository (RabbitMQ's; its licence terms are in tools/spec/license_info).
+tests/test_codec_methods.py regenerates into memory and fails if the
+committed module differs, so the tables cannot drift from the spec.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPEC = ROOT.parent / "shared" / "spec" / "amqp-rabbitmq-0.9.1.json"
+DEFAULT_SPEC = ROOT / "tools" / "spec" / "amqp-rabbitmq-0.9.1.json"
 DEFAULT_OUT = ROOT / "aiorabbit" / "codec" / "methods.py"
 
 PY_TYPES = {
