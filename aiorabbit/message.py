@@ -58,6 +58,15 @@ class IncomingMessage(_Content):
 
     Settle it exactly once with :meth:`ack`, :meth:`nack` or :meth:`reject`
     (unless it was consumed with ``no_ack=True``).
+
+    ``routing_key`` (like every short string: ``exchange``,
+    ``consumer_tag``, header keys, string properties) is decoded leniently:
+    bytes that are not UTF-8, such as a routing key another client
+    published with, become lone surrogates U+DC80-U+DCFF instead of failing
+    the delivery.  ``msg.routing_key.encode("utf-8", "surrogateescape")``
+    gives the raw bytes back, and handing the string back to aiorabbit
+    (republishing to ``msg.exchange`` / ``msg.routing_key``) sends those same
+    bytes.
     """
 
     __slots__ = (

@@ -316,7 +316,7 @@ ACK = methods.BasicAck(delivery_tag=1).encode()
         (_frame(FRAME_METHOD, 1, b""), "truncated"),
         (_frame(FRAME_METHOD, 1, b"\x00\x3c\x03\xe7"), "unknown method"),
         (_frame(FRAME_METHOD, 1, b"\x00\x07\x00\x0a"), "unknown method"),
-        (_frame(FRAME_METHOD, 1, b"\x00\x3c\x00\x15\x01\xff"), "basic.consume-ok"),  # bad UTF-8
+        (_frame(FRAME_METHOD, 1, b"\x00\x3c\x00\x15"), "basic.consume-ok"),  # consumer tag missing
         (_frame(FRAME_HEARTBEAT, 1, b""), "heartbeat"),
         (_frame(FRAME_HEARTBEAT, 0, b"\x00"), "heartbeat"),
         (_frame(FRAME_HEADER, 1, b"\x00\x3c\x00\x00" + bytes(8) + b"\x00"), "header"),

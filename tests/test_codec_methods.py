@@ -353,9 +353,47 @@ def test_short_or_unknown_ids(payload):
         decode_method(payload)
 
 
-def test_invalid_utf8_shortstr_is_a_frame_error():
-    with pytest.raises(FrameError):
-        decode_method(b"\x00\x3c\x00\x15\x01\xff")  # basic.consume-ok
+def test_non_utf8_shortstr_decodes_and_encodes_back_to_its_bytes():
+    # Another client may publish with a routing key (or name an exchange, or
+    # a consumer tag) that is not UTF-8: the delivery must still decode, or
+    # the message is redelivered, and fails, on every connection for ever.
+    payload = (
+        b"\x00\x3c\x00\x3c"  # basic.deliver
+        + b"\x02\xff\xfe"  # consumer_tag
+        + (7).to_bytes(8, "big")
+        + b"\x01"  # redelivered
+        + b"\x04ex\xc3\x28"  # exchange: an invalid 2-byte sequence
+        + b"\x06\xff\xfe-key"  # routing_key
+    )
+    deliver = decode_method(payload)
+    assert isinstance(deliver, methods.BasicDeliver)
+    assert (deliver.delivery_tag, deliver.redelivered) == (7, True)
+    assert deliver.routing_key == "\udcff\udcfe-key"
+    assert deliver.routing_key.encode("utf-8", "surrogateescape") == b"\xff\xfe-key"
+    assert deliver.exchange.encode("utf-8", "surrogateescape") == b"ex\xc3\x28"
+    assert deliver.consumer_tag.encode("utf-8", "surrogateescape") == b"\xff\xfe"
+    assert deliver.encode() == payload  # sent back as the very same bytes
+    get_ok = decode_method(
+        methods.BasicGetOk(delivery_tag=1, exchange="", routing_key="k", message_count=0).encode()
+    )
+    assert get_ok.routing_key == "k"
+    # republishing to what the broker named goes out byte for byte
+    publish = methods.BasicPublish(exchange=deliver.exchange, routing_key=deliver.routing_key).encode()
+    assert publish == b"\x00\x3c\x00\x28\x00\x00\x04ex\xc3\x28\x06\xff\xfe-key\x00"
+    for buffer in (payload, bytearray(payload), memoryview(payload)):
+        assert decode_method(buffer) == deliver
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "a\udfffb", "\ud83d"])
+def test_a_lone_surrogate_name_is_an_invalid_argument_naming_the_field(bad):
+    # A lone surrogate that does not stand for a byte (U+DC80-U+DCFF) has no
+    # encoding at all: InvalidArgument, never a UnicodeEncodeError.
+    with pytest.raises(InvalidArgument, match=r"routing_key.*lone surrogate U\+D"):
+        methods.BasicPublish(exchange="x", routing_key=bad).encode()
+    with pytest.raises(InvalidArgument, match=r"queue.*lone surrogate"):
+        methods.QueueDeclare(queue=bad).encode()
+    with pytest.raises(InvalidArgument, match=r"long string.*lone surrogate"):
+        methods.ConnectionStartOk(client_properties={}, response=bad).encode()
 
 
 def test_decode_accepts_any_buffer():

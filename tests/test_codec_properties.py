@@ -158,6 +158,136 @@ def test_longest_shortstr(name):
 
 
 # --------------------------------------------------------------------------
+# non-UTF-8 strings from the wire; bad application input
+
+
+@pytest.mark.parametrize("name", SHORTSTRS)
+def test_non_utf8_shortstr_property_decodes_and_encodes_back(name):
+    bit = next(bit for n, _, bit, _ in SINGLE if n == name)
+    wire = struct.pack(">H", bit) + b"\x04\xff\xfeab"
+    props = Properties.decode(wire)
+    value = getattr(props, name)
+    assert value == "\udcff\udcfeab"
+    assert value.encode("utf-8", "surrogateescape") == b"\xff\xfeab"
+    assert props.encode() == wire
+
+
+def test_non_utf8_header_key_decodes_and_encodes_back():
+    wire = b"\x20\x00" + b"\x00\x00\x00\x04\x01\xffb\x01"
+    props = Properties.decode(wire)
+    assert props.headers == {"\udcff": 1}
+    assert props.encode() == wire
+
+
+@pytest.mark.parametrize("name", SHORTSTRS)
+@pytest.mark.parametrize("value", [b"text/plain", bytearray(b"x"), memoryview(b"x")], ids=type)
+def test_bytes_for_a_string_property_is_an_invalid_argument(name, value):
+    # it used to be sent as the text "b'text/plain'"
+    expected = f"^{name} must be a str, not {type(value).__name__} \\(decode it first\\)"
+    with pytest.raises(InvalidArgument, match=expected):
+        Properties(**{name: value}).encode()
+
+
+@pytest.mark.parametrize("name", SHORTSTRS)
+@pytest.mark.parametrize("value", [12, 1.5, True, ["a"], object()], ids=lambda v: type(v).__name__)
+def test_other_types_for_a_string_property_are_an_invalid_argument(name, value):
+    if name == "expiration" and type(value) is int:
+        assert Properties(expiration=value).encode() == b"\x01\x00\x0212"  # the documented slip
+        return
+    with pytest.raises(InvalidArgument, match=f"^{name} must be a str, not {type(value).__name__}$"):
+        Properties(**{name: value}).encode()
+
+
+def test_str_subclass_for_a_string_property():
+    class Tag(str):
+        pass
+
+    assert Properties(message_id=Tag("m")).encode() == b"\x00\x80\x01m"
+
+
+@pytest.mark.parametrize("name", SHORTSTRS)
+@pytest.mark.parametrize("bad", ["\ud800", "id-\udbff", "\ud83d\ude00\ud83d"])
+def test_lone_surrogate_in_a_string_property_is_an_invalid_argument(name, bad):
+    with pytest.raises(InvalidArgument, match=f"^{name} is not encodable as UTF-8.*lone surrogate"):
+        Properties(**{name: bad}).encode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "match"),
+    [
+        ({"\ud800": 1}, r"key '\\ud800' in headers is not encodable"),
+        ({"k": "v\ud800"}, r"value headers\.k is not encodable"),
+        ({"k": ["v", {"n": "\udfff"}]}, r"value headers\.k\[1\]\.n is not encodable"),
+        ({"k": Float32(1e39)}, r"headers\.k.*32-bit float"),
+        ({1: "v"}, "key 1 in headers is not a str"),
+        ({"k": {1, 2}}, r"headers\.k of type set"),
+    ],
+)
+def test_bad_headers_are_an_invalid_argument_naming_the_key(headers, match):
+    with pytest.raises(InvalidArgument, match=match) as info:
+        Properties(headers=headers).encode()
+    # one error shows, not two chained
+    assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+def test_self_referencing_or_too_deep_headers_are_an_invalid_argument():
+    headers: dict = {"a": 1}
+    headers["loop"] = headers
+    with pytest.raises(InvalidArgument, match=r"headers\.loop\.loop.*nested too deeply \(more than 100"):
+        Properties(headers=headers).encode()
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidArgument, match=r"too deeply \(more than 100"):
+        Properties(headers={"deep": deep}).encode()
+
+
+def test_headers_that_are_not_a_mapping_are_an_invalid_argument():
+    with pytest.raises(InvalidArgument, match="headers must be a dict, not int"):
+        Properties(headers=5)  # type: ignore[arg-type]
+    props = Properties()
+    props.headers = "a=b"  # type: ignore[assignment]
+    with pytest.raises(InvalidArgument, match="headers must be a dict, not str"):
+        props.encode()
+    assert Properties(headers=[("a", 1)]).headers == {"a": 1}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["delivery_mode", "priority"])
+@pytest.mark.parametrize("value", [True, False, "2", 2.0, b"\x02", -1, 256])
+def test_octet_property_of_a_wrong_type_is_an_invalid_argument(name, value):
+    # delivery_mode=True used to be sent as 1: transient, not "persistent"
+    with pytest.raises(InvalidArgument, match=f"^{name} must be an int 0-255"):
+        Properties(**{name: value}).encode()
+
+
+def test_octet_property_accepts_an_int_enum():
+    import enum
+
+    class Mode(enum.IntEnum):
+        PERSISTENT = 2
+
+    assert Properties(delivery_mode=Mode.PERSISTENT).encode() == b"\x10\x00\x02"
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        (-float("inf"), "finite"),
+        (True, "datetime"),
+        ("2024-01-01", "datetime"),
+        (datetime.date(2024, 1, 1), "datetime"),
+        (2**64, "range"),
+    ],
+    ids=repr,
+)
+def test_bad_timestamp_is_an_invalid_argument(value, match):
+    with pytest.raises(InvalidArgument, match=f"^timestamp.*{match}"):
+        Properties(timestamp=value).encode()
+
+
+# --------------------------------------------------------------------------
 # malformed input -> FrameError
 
 
@@ -176,7 +306,6 @@ def test_every_truncation_is_a_frame_error():
         b"\x00\x01",  # flag continuation: basic has only 14 properties
         b"\x00\x00\x00",  # trailing byte
         b"\x10\x00\x02\x02",  # trailing byte after delivery_mode
-        b"\x80\x00\x01\xff",  # content_type not UTF-8
         b"\x80\x00\x05ab",  # shortstr past the end
         b"\x00\x40" + b"\xff" * 8,  # timestamp beyond datetime
         b"\x20\x00\x00\x00\x00\x05\x01ab\x01",  # headers past the end

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiorabbit.codec.table import (
+    MAX_DEPTH,
     Float32,
     Int8,
     Int16,
@@ -499,9 +500,141 @@ def test_unknown_tag(tag):
         decode_value(tag + b"\x00", 0, 2)
 
 
-def test_non_utf8_key_is_a_frame_error():
-    with pytest.raises(FrameError, match="UTF-8"):
-        decode_table(b"\x00\x00\x00\x03\x01\xffV")
+def test_non_utf8_key_decodes_to_escaped_str_and_encodes_back():
+    wire = b"\x00\x00\x00\x0a\x01\xffV\x05\xfe-keyV"
+    table, offset = decode_table(wire)
+    assert offset == len(wire)
+    assert list(table) == ["\udcff", "\udcfe-key"]
+    assert [key.encode("utf-8", "surrogateescape") for key in table] == [b"\xff", b"\xfe-key"]
+    assert encode_table(table) == wire
+    # nested, and as a key of an array's table
+    nested = b"\x00\x00\x00\x0f\x01nA\x00\x00\x00\x08F\x00\x00\x00\x03\x01\x80V"
+    assert decode_table(nested)[0] == {"n": [{"\udc80": None}]}
+    assert encode_table({"n": [{"\udc80": None}]}) == nested
+
+
+def test_escaped_str_value_is_sent_as_its_bytes():
+    # a routing key that arrived as non-UTF-8 bytes, copied into a header
+    assert encode_value("\udcff\udcfe-key") == b"S\x00\x00\x00\x06\xff\xfe-key"
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "ok\udbff", "\ud83d\ude00\ud83d"])
+def test_lone_surrogate_is_an_invalid_argument_naming_the_key(bad):
+    with pytest.raises(InvalidArgument, match=r"value retry\.reason is not encodable.*lone surrogate"):
+        encode_table({"retry": {"reason": bad}})
+    with pytest.raises(InvalidArgument, match=r"value list\[1\] is not encodable"):
+        encode_table({"list": ["fine", bad]})
+    with pytest.raises(InvalidArgument, match=r"key .* in outer is not encodable.*lone surrogate"):
+        encode_table({"outer": {bad: 1}})
+    with pytest.raises(InvalidArgument, match="lone surrogate"):
+        encode_value(bad)
+
+
+def _wire_tables(depth: int) -> bytes:
+    """``depth`` tables, each but the innermost holding the next as ``k``."""
+    wire = b"\x00\x00\x00\x00"
+    for _ in range(depth - 1):
+        wire = struct.pack(">I", 3 + len(wire)) + b"\x01kF" + wire
+    return wire
+
+
+def _wire_arrays(depth: int) -> bytes:
+    wire = b"\x00\x00\x00\x00"
+    for _ in range(depth - 1):
+        wire = struct.pack(">I", 1 + len(wire)) + b"A" + wire
+    return wire
+
+
+def _nested_dicts(depth: int) -> dict:
+    table: dict = {}
+    for _ in range(depth - 1):
+        table = {"k": table}
+    return table
+
+
+def _nested_lists(depth: int) -> list:
+    items: list = []
+    for _ in range(depth - 1):
+        items = [items]
+    return items
+
+
+def test_nesting_up_to_max_depth_round_trips():
+    assert MAX_DEPTH == 100
+    table = _nested_dicts(MAX_DEPTH)
+    assert encode_table(table) == _wire_tables(MAX_DEPTH)
+    assert decode_table(_wire_tables(MAX_DEPTH)) == (table, len(_wire_tables(MAX_DEPTH)))
+    assert encode_value(table) == b"F" + _wire_tables(MAX_DEPTH)
+    assert _decode_one(b"F" + _wire_tables(MAX_DEPTH)) == table
+    items = _nested_lists(MAX_DEPTH)
+    assert encode_value(items) == b"A" + _wire_arrays(MAX_DEPTH)
+    assert _decode_one(b"A" + _wire_arrays(MAX_DEPTH)) == items
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+def test_deeper_nesting_is_an_invalid_argument_on_encode(depth):
+    expected = rf"nested too deeply \(more than {MAX_DEPTH} tables/arrays"
+    with pytest.raises(InvalidArgument, match=expected):
+        encode_table(_nested_dicts(depth))
+    with pytest.raises(InvalidArgument, match=expected):
+        encode_value(_nested_lists(depth))
+    with pytest.raises(InvalidArgument, match=expected):
+        encode_table({"h": [{"a": _nested_lists(depth)}]})
+
+
+def test_a_table_or_list_that_contains_itself_is_an_invalid_argument():
+    table: dict = {"a": 1}
+    table["self"] = table
+    with pytest.raises(InvalidArgument, match=r"self\.self\.self.*contain itself"):
+        encode_table(table)
+    items: list = [1]
+    items.append(items)
+    with pytest.raises(InvalidArgument, match=r"\[1\]\[1\].*contain itself"):
+        encode_table({"items": items})
+    with pytest.raises(InvalidArgument, match="contain itself"):
+        encode_value(items)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+def test_deeper_nesting_is_a_frame_error_on_decode(depth):
+    expected = rf"^field tables nested too deeply \(more than {MAX_DEPTH} tables/arrays\)$"
+    for wire in (b"F" + _wire_tables(depth), b"A" + _wire_arrays(depth)):
+        with pytest.raises(FrameError, match=expected):
+            decode_value(wire, 0, len(wire))
+    with pytest.raises(FrameError, match=expected):
+        decode_table(_wire_tables(depth))
+    mixed = struct.pack(">I", 1 + len(_wire_tables(depth))) + b"F" + _wire_tables(depth)
+    with pytest.raises(FrameError, match="nested"):
+        decode_value(b"A" + mixed, 0, 1 + len(mixed))
+
+
+def test_decode_value_past_the_buffer_is_a_frame_error():
+    # ``end`` beyond the data: still a FrameError, not IndexError/struct.error
+    with pytest.raises(FrameError):
+        decode_value(b"I\x00", 0, 10)
+    with pytest.raises(FrameError):
+        decode_table(b"\x00\x00\x00\x05\x01k", 0, 9)
+
+
+def test_float32_out_of_range_is_an_invalid_argument():
+    with pytest.raises(InvalidArgument, match=r"x-rate.*32-bit float"):
+        encode_table({"x-rate": Float32(1e300)})
+    assert encode_value(Float32(math.inf)) == b"f\x7f\x80\x00\x00"
+
+
+def test_memoryview_of_wider_items_encodes_all_its_bytes():
+    import array
+
+    view = memoryview(array.array("i", [1, 2, 3]))
+    raw = bytes(view)
+    assert len(raw) == 12
+    assert encode_value(view) == b"S" + struct.pack(">I", 12) + raw
+
+
+@pytest.mark.parametrize("table", [[("a", 1)], "ab", 5])
+def test_a_table_that_is_not_a_mapping_is_an_invalid_argument(table):
+    with pytest.raises(InvalidArgument, match="must be a dict"):
+        encode_table(table)
 
 
 # --------------------------------------------------------------------------

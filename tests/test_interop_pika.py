@@ -26,6 +26,7 @@ from typing import Any
 
 import pika
 import pika.data
+import pytest
 from pika.compat import long as pika_long
 
 import aiorabbit
@@ -680,3 +681,113 @@ async def test_concurrent_confirmed_publishes_consumed_by_pika_in_order(
         assert pika_props.headers == {"n": count}
     ok = await channel.queue_declare(queue, passive=True)
     assert ok.message_count == 0
+
+
+# --------------------------------------------------------------------------
+# 5. names and strings that are not UTF-8 (written by pika as raw bytes)
+
+RAW_KEY = b"\xff\xfe-key"
+
+
+def _raw(text: str) -> bytes:
+    """The bytes a leniently decoded short string stands for."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+# (RabbitMQ itself refuses exchange and queue names and consumer tags that
+# are not UTF-8, with a connection error "Malformed UTF-8 in shortstr"; it
+# passes routing keys and properties through as they are.  Decoding any
+# short string leniently is tested in test_codec_methods.py.)
+
+
+def _publish_raw_names(exchange: str, count: int) -> Any:
+    """A pika job: ``count`` confirmed messages to ``exchange`` whose routing
+    key, content_type, message_id and a header key are not UTF-8 (pika sends
+    ``bytes`` as they are; the broker routes them as they are)."""
+
+    def job(peer: PikaPeer) -> None:
+        peer.ch.confirm_delivery()
+        props = pika.BasicProperties(
+            content_type=b"\xff/json",
+            message_id=b"\xfe-id",
+            headers={b"\xff-h": "v", "ok": b"\xfe"},
+        )
+        for index in range(count):
+            peer.ch.basic_publish(exchange, RAW_KEY, f"m{index}".encode(), props, mandatory=True)
+
+    return job
+
+
+def _check_raw(msg: aiorabbit.IncomingMessage, exchange: str) -> None:
+    assert msg.exchange == exchange
+    assert _raw(msg.routing_key) == RAW_KEY
+    assert msg.routing_key == "\udcff\udcfe-key"
+    props = msg.properties  # never raises
+    assert _raw(props.content_type or "") == b"\xff/json"
+    assert _raw(props.message_id or "") == b"\xfe-id"
+    assert props.headers is not None
+    assert [_raw(key) for key in props.headers] == [b"\xff-h", b"ok"]
+    assert props.headers["ok"] == bytearray(b"\xfe")
+    assert repr(msg)  # printable
+
+
+@pytest.mark.parametrize(
+    ("kind", "binding", "get_first"), [("fanout", "", True), ("topic", "#", False)]
+)
+async def test_a_non_utf8_routing_key_neither_closes_the_connection_nor_blocks_the_queue(
+    amqp_url: str,
+    connection: aiorabbit.Connection,
+    channel: aiorabbit.Channel,
+    names: Any,
+    kind: str,
+    binding: str,
+    get_first: bool,
+) -> None:
+    exchange, queue = names.exchange(kind), names.queue()
+    await channel.exchange_declare(exchange, kind, auto_delete=True)
+    await channel.queue_declare(queue)
+    await channel.queue_bind(queue, exchange, binding)
+    async with PikaPeer(amqp_url) as peer:
+        await peer.run(_publish_raw_names(exchange, 3), peer)
+
+    async def get() -> aiorabbit.IncomingMessage:
+        msg = await channel.basic_get(queue)
+        assert msg is not None
+        _check_raw(msg, exchange)
+        await msg.ack()
+        return msg
+
+    async def consume(count: int) -> list[aiorabbit.IncomingMessage]:
+        out: list[aiorabbit.IncomingMessage] = []
+        async with asyncio.timeout(30):
+            async with channel.consume(queue) as messages:
+                async for msg in messages:
+                    out.append(msg)
+                    _check_raw(msg, exchange)
+                    await msg.ack()
+                    if len(out) == count:
+                        break
+        return out
+
+    if get_first:
+        received = [await get(), *await consume(2)]
+    else:
+        received = [*await consume(2), await get()]
+    assert [msg.body for msg in received] == [b"m0", b"m1", b"m2"]
+
+    # The connection stayed open and the queue is drained.
+    assert connection.is_open and channel.is_open
+    assert (await channel.queue_declare(queue, passive=True)).message_count == 0
+
+    # Republishing to what the broker named sends the very same bytes: pika
+    # (which reads a non-UTF-8 short string as bytes) sees them.
+    confirmed = await connection.channel(publisher_confirms=True)
+    last = received[-1]
+    await confirmed.basic_publish(
+        b"again", exchange=last.exchange, routing_key=last.routing_key, properties=last.properties
+    )
+    async with PikaPeer(amqp_url) as peer:
+        method, props, body = await peer.run(peer.get, queue)
+    assert (method.routing_key, body) == (RAW_KEY, b"again")
+    assert (props.content_type, props.message_id) == (b"\xff/json", b"\xfe-id")
+    assert props.headers == {b"\xff-h": "v", "ok": b"\xfe"}

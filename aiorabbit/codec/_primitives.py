@@ -76,15 +76,35 @@ def _unpack(fmt: str, data: Buffer, offset: int) -> tuple[Any, ...]:
 def _shortstr(value: str, name: str) -> bytes:
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
-    raw = value.encode("utf-8")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = _encode_escaped(value, name)
     if len(raw) > 255:
         raise InvalidArgument(f"{name} is {len(raw)} bytes long; AMQP allows 255")
     return _B.pack(len(raw)) + raw
 
 
+def _encode_escaped(value: str, name: str) -> bytes:
+    """``value`` encoded as UTF-8 where the strict codec failed: a string
+    decoded from non-UTF-8 bytes (see :func:`_read_shortstr`) gets its raw
+    bytes back; any other lone surrogate is an :class:`InvalidArgument`."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise InvalidArgument(
+            f"{name} is not encodable as UTF-8: it holds the lone surrogate "
+            f"U+{ord(bad):04X} at index {exc.start}"
+        ) from None
+
+
 def _longstr(value: bytes | str) -> bytes:
     if isinstance(value, str):
-        raw = value.encode("utf-8")
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = _encode_escaped(value, "long string")
     elif isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
     else:
@@ -98,7 +118,12 @@ def _read_shortstr(data: Buffer, offset: int) -> tuple[str, int]:
     stop = start + size
     if stop > len(data):
         raise FrameError("short string runs past the end of its frame")
-    return str(data[start:stop], "utf-8"), stop
+    # Lenient: a name another client wrote as non-UTF-8 bytes must not make a
+    # delivery undecodable (it would be redelivered, and fail, for ever).
+    # Such bytes decode to lone surrogates U+DC80-U+DCFF, which
+    # ``s.encode("utf-8", "surrogateescape")`` (and :func:`_shortstr`) turn
+    # back into the same bytes.
+    return str(data[start:stop], "utf-8", "surrogateescape"), stop
 
 
 def _read_longstr(data: Buffer, offset: int) -> tuple[bytes, int]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
 
 from ..exceptions import FrameError, InvalidArgument
 from ._primitives import Buffer, _read_shortstr, _shortstr
-from .table import decode_table, encode_table
+from .table import _named_table, decode_table
 
 __all__ = ["Properties", "DeliveryMode"]
 
@@ -51,7 +52,15 @@ class Properties:
     ``headers`` is a dict of field-table values (see :mod:`aiorabbit.codec.table`),
     ``timestamp`` a :class:`datetime.datetime` (naive values are taken as UTC),
     ``delivery_mode`` 1 (transient) or 2 (persistent), ``priority`` 0-255 and
-    ``expiration`` a per-message TTL in milliseconds, as a string.
+    ``expiration`` a per-message TTL in milliseconds, as a string (an
+    ``int`` is converted).  Every other string property must be a ``str``:
+    anything else (``bytes`` included) is an :class:`~aiorabbit.InvalidArgument`
+    naming the property when it is encoded.
+
+    A received string property (or header key) that is not UTF-8 decodes
+    with the ``surrogateescape`` error handler, so that such a message never
+    fails to decode: ``value.encode("utf-8", "surrogateescape")`` gives the
+    raw bytes back, and the value is sent as those same bytes again.
     """
 
     __slots__ = tuple(name for name, _, _ in _FIELDS)
@@ -91,7 +100,15 @@ class Properties:
     ) -> None:
         self.content_type = content_type
         self.content_encoding = content_encoding
-        self.headers = None if headers is None else dict(headers)
+        if headers is None:
+            self.headers = None
+        else:
+            try:
+                self.headers = dict(headers)
+            except (TypeError, ValueError):
+                raise InvalidArgument(
+                    f"headers must be a dict, not {headers.__class__.__name__}"
+                ) from None
         self.delivery_mode = delivery_mode
         self.priority = priority
         self.correlation_id = correlation_id
@@ -140,15 +157,15 @@ class Properties:
                 continue
             flags |= bit
             if kind == "shortstr":
-                if not isinstance(value, str):
-                    value = str(value)  # expiration=60000 is a common slip
+                if type(value) is not str:
+                    value = _not_a_str(name, value)
                 out.append(_shortstr(value, name))
             elif kind == "octet":
-                if not isinstance(value, int) or not 0 <= value <= 255:
-                    raise InvalidArgument(f"{name} must be an int 0-255, not {value!r}")
+                if type(value) is not int or not 0 <= value <= 255:
+                    value = _octet(name, value)
                 out.append(_B.pack(value))
             elif kind == "table":
-                out.append(encode_table(value))
+                out.append(_named_table(value, name) if value else b"\x00\x00\x00\x00")
             else:
                 out.append(_encode_timestamp(value))
         out[0] = _H.pack(flags)
@@ -194,12 +211,34 @@ class Properties:
         return self
 
 
+def _not_a_str(name: str, value: Any) -> str:
+    """A string property that is not exactly a ``str``: a ``str`` subclass
+    as is, an ``int`` expiration (a common slip) as its decimal digits; any
+    other type is an error (``bytes`` would otherwise be sent as ``"b'...'"``)."""
+    if isinstance(value, str):
+        return value
+    if name == "expiration" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    hint = " (decode it first)" if isinstance(value, (bytes, bytearray, memoryview)) else ""
+    raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}{hint}")
+
+
+def _octet(name: str, value: Any) -> int:
+    """An octet property that is not a plain ``int`` 0-255: an ``int``
+    subclass (``IntEnum``) in range is fine, ``bool`` and the rest are not."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
+        return int(value)
+    raise InvalidArgument(f"{name} must be an int 0-255, not {value!r}")
+
+
 def _encode_timestamp(value: Any) -> bytes:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.timezone.utc)
         seconds = int((value - _EPOCH).total_seconds())
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgument(f"timestamp must be a finite number, not {value!r}")
         seconds = int(value)
     else:
         raise InvalidArgument(f"timestamp must be a datetime, not {value!r}")

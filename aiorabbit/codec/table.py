@@ -24,6 +24,11 @@ A     array                       ``list``
 V     void                        ``None``
 ====  ==========================  ============================================
 
+Keys are short strings: one that is not UTF-8 decodes with the
+``surrogateescape`` error handler (``key.encode("utf-8", "surrogateescape")``
+gives its bytes back, and encoding the key sends those bytes again).  Tables
+and arrays nest at most :data:`MAX_DEPTH` deep.
+
 A plain ``int`` is written with the smallest tag that holds it (b, s, u, I,
 i, l in that order), so a decoded plain ``int`` always re-encodes to its own
 tag; a value whose tag differs from that choice is decoded as the matching
@@ -43,6 +48,7 @@ from ..exceptions import FrameError, InvalidArgument
 __all__ = [
     "FieldValue",
     "FieldTable",
+    "MAX_DEPTH",
     "Int8",
     "UInt8",
     "Int16",
@@ -147,6 +153,13 @@ FieldValue = Union[
 ]
 FieldTable = Mapping[str, Any]
 
+#: The most tables and arrays that may nest inside one another (the
+#: outermost table counts as one), encoding or decoding: a deeper one is an
+#: :class:`~aiorabbit.InvalidArgument` (encoding: a table that contains
+#: itself ends here) or a :class:`~aiorabbit.FrameError` (decoding), never a
+#: ``RecursionError``.
+MAX_DEPTH = 100
+
 _B = struct.Struct(">B")
 _b = struct.Struct(">b")
 _h = struct.Struct(">h")
@@ -223,11 +236,37 @@ def _encode_timestamp(value: datetime.datetime, out: list[bytes]) -> None:
     out.append(_Q.pack(seconds))
 
 
-def _encode_value(value: Any, out: list[bytes], path: str) -> None:
-    """Append the tagged encoding of ``value`` to ``out``."""
+def _encode_str(value: str, what: str) -> bytes:
+    """``value`` as UTF-8, where the strict codec failed."""
+    try:
+        # A name decoded from non-UTF-8 bytes (its raw bytes are escaped as
+        # U+DC80-U+DCFF) is sent back as those bytes.
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            f"{what} is not encodable as UTF-8: it holds the lone surrogate "
+            f"U+{ord(value[exc.start]):04X} at index {exc.start}"
+        ) from None
+
+
+def _too_deep(path: str) -> InvalidArgument:
+    if len(path) > 120:  # a table that contains itself: "a.a.a.a..."
+        path = f"{path[:60]}...{path[-40:]}"
+    return InvalidArgument(
+        f"field table value {path or '(the table itself)'} is nested too deeply "
+        f"(more than {MAX_DEPTH} tables/arrays: does a table or list contain itself?)"
+    )
+
+
+def _encode_value(value: Any, out: list[bytes], path: str, depth: int) -> None:
+    """Append the tagged encoding of ``value`` to ``out``; ``depth`` is the
+    number of tables and arrays around it."""
     cls = type(value)
     if cls is str:
-        raw = value.encode("utf-8")
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = _encode_str(value, f"field table value {path or 'value'}")
         out.append(b"S")
         out.append(_I.pack(len(raw)))
         out.append(raw)
@@ -241,31 +280,40 @@ def _encode_value(value: Any, out: list[bytes], path: str) -> None:
         out.append(value.tag)
         out.append(value.fmt.pack(value))
     elif cls is Float32:
+        try:
+            packed = _f.pack(value)
+        except OverflowError:
+            raise InvalidArgument(f"{path or 'value'}={value!r} does not fit a 32-bit float") from None
         out.append(b"f")
-        out.append(_f.pack(value))
+        out.append(packed)
     elif isinstance(value, float):
         out.append(b"d")
         out.append(_d.pack(value))
     elif isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
         out.append(b"F")
-        _encode_table(value, out, path)
+        _encode_table(value, out, path, depth + 1)
     elif isinstance(value, (list, tuple)):
+        if depth >= MAX_DEPTH:
+            raise _too_deep(path)
         out.append(b"A")
-        _encode_array(value, out, path)
+        _encode_array(value, out, path, depth + 1)
     elif isinstance(value, bytearray):
         out.append(b"x")
         out.append(_I.pack(len(value)))
         out.append(bytes(value))
     elif isinstance(value, (bytes, memoryview)):
+        raw = bytes(value)  # len() of a memoryview counts items, not bytes
         out.append(b"S")
-        out.append(_I.pack(len(value)))
-        out.append(bytes(value))
+        out.append(_I.pack(len(raw)))
+        out.append(raw)
     elif isinstance(value, datetime.datetime):
         _encode_timestamp(value, out)
     elif isinstance(value, decimal.Decimal):
         _encode_decimal(value, out)
     elif isinstance(value, str):
-        _encode_value(str(value), out, path)
+        _encode_value(str(value), out, path, depth)
     elif isinstance(value, int):  # bool already handled; IntEnum and friends
         _encode_int(int(value), out)
     else:
@@ -275,27 +323,30 @@ def _encode_value(value: Any, out: list[bytes], path: str) -> None:
         )
 
 
-def _encode_table(table: Mapping[str, Any], out: list[bytes], path: str) -> None:
+def _encode_table(table: Mapping[str, Any], out: list[bytes], path: str, depth: int) -> None:
     size_at = len(out)
     out.append(b"")  # placeholder for the length prefix
     for key, value in table.items():
         if not isinstance(key, str):
             raise InvalidArgument(f"field table key {key!r} in {path or 'the table'} is not a str")
-        raw = key.encode("utf-8")
+        try:
+            raw = key.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = _encode_str(key, f"field table key {key!r} in {path or 'the table'}")
         if len(raw) > 255:
             raise InvalidArgument(f"table key {path + '.' if path else ''}{key[:40]!r}... exceeds 255 bytes")
         out.append(_B.pack(len(raw)))
         out.append(raw)
-        _encode_value(value, out, f"{path}.{key}" if path else key)
+        _encode_value(value, out, f"{path}.{key}" if path else key, depth)
     size = sum(len(part) for part in out[size_at + 1 :])
     out[size_at] = _I.pack(size)
 
 
-def _encode_array(items: Sequence[Any], out: list[bytes], path: str) -> None:
+def _encode_array(items: Sequence[Any], out: list[bytes], path: str, depth: int) -> None:
     size_at = len(out)
     out.append(b"")
     for index, value in enumerate(items):
-        _encode_value(value, out, f"{path}[{index}]")
+        _encode_value(value, out, f"{path}[{index}]", depth)
     size = sum(len(part) for part in out[size_at + 1 :])
     out[size_at] = _I.pack(size)
 
@@ -304,19 +355,47 @@ def encode_table(table: Mapping[str, Any] | None) -> bytes:
     """Encode a field table with its 32-bit length prefix.
 
     Raises :class:`~aiorabbit.InvalidArgument` naming the offending key for a
-    value that has no AMQP encoding.
+    value that has no AMQP encoding, a string that is not UTF-8 (a lone
+    surrogate), or tables and arrays nested more than :data:`MAX_DEPTH` deep
+    (a table that contains itself among them).
     """
     if not table:
         return b"\x00\x00\x00\x00"
     out: list[bytes] = []
-    _encode_table(table, out, "")
+    try:
+        _encode_table(table, out, "", 1)
+    except AttributeError:  # no .items()
+        if not isinstance(table, Mapping):
+            raise InvalidArgument(f"a field table must be a dict, not {type(table).__name__}") from None
+        raise
     return b"".join(out)
+
+
+def _named_table(table: Mapping[str, Any], name: str) -> bytes:
+    """:func:`encode_table` of a non-empty table whose keys are reported as
+    ``name.key`` in errors (the properties name theirs ``headers``)."""
+    out: list[bytes] = []
+    try:
+        _encode_table(table, out, "", 1)
+        return b"".join(out)
+    except InvalidArgument:
+        pass
+    except AttributeError:  # no .items()
+        if not isinstance(table, Mapping):
+            raise InvalidArgument(f"{name} must be a dict, not {type(table).__name__}") from None
+        raise
+    # Again with the key paths under ``name`` (not built on the way to
+    # success: an f-string per key is a cost on every publish), outside the
+    # handler so that one error shows: it fails the same way, naming the key
+    # as name.key.
+    _encode_table(table, [], name, 1)
+    raise InvalidArgument(f"{name} cannot be encoded")  # pragma: no cover - raised above
 
 
 def encode_value(value: Any) -> bytes:
     """Encode one tagged field value (tag octet followed by the value)."""
     out: list[bytes] = []
-    _encode_value(value, out, "")
+    _encode_value(value, out, "", 0)
     return b"".join(out)
 
 
@@ -330,7 +409,26 @@ def _need(data: bytes | bytearray | memoryview, offset: int, size: int, end: int
 
 
 def decode_value(data: bytes | bytearray | memoryview, offset: int, end: int) -> tuple[Any, int]:
-    """Decode one tagged value at ``offset``; return ``(value, new_offset)``."""
+    """Decode one tagged value at ``offset``; return ``(value, new_offset)``.
+
+    Malformed input, including tables and arrays nested more than
+    :data:`MAX_DEPTH` deep, raises :class:`~aiorabbit.FrameError`.
+    """
+    try:
+        return _decode_value(data, offset, end, 0)
+    except (IndexError, struct.error):
+        raise FrameError("field value truncated") from None
+    except RecursionError:  # MAX_DEPTH is checked; this is a backstop
+        raise FrameError("field tables nested too deeply") from None
+
+
+def _too_deep_frame() -> FrameError:
+    return FrameError(f"field tables nested too deeply (more than {MAX_DEPTH} tables/arrays)")
+
+
+def _decode_value(
+    data: bytes | bytearray | memoryview, offset: int, end: int, depth: int
+) -> tuple[Any, int]:
     _need(data, offset, 1, end)
     tag = data[offset]
     offset += 1
@@ -348,9 +446,13 @@ def decode_value(data: bytes | bytearray | memoryview, offset: int, end: int) ->
         _need(data, offset, 1, end)
         return data[offset] != 0, offset + 1
     if tag == 0x46:  # F
-        return _decode_table(data, offset, end)
+        if depth >= MAX_DEPTH:
+            raise _too_deep_frame()
+        return _decode_table(data, offset, end, depth + 1)
     if tag == 0x41:  # A
-        return _decode_array(data, offset, end)
+        if depth >= MAX_DEPTH:
+            raise _too_deep_frame()
+        return _decode_array(data, offset, end, depth + 1)
     if tag == 0x56:  # V
         return None, offset
     int_cls = _INT_TAG_CLASS.get(bytes((tag,)))
@@ -392,7 +494,7 @@ def decode_value(data: bytes | bytearray | memoryview, offset: int, end: int) ->
 
 
 def _decode_table(
-    data: bytes | bytearray | memoryview, offset: int, end: int
+    data: bytes | bytearray | memoryview, offset: int, end: int, depth: int
 ) -> tuple[dict[str, Any], int]:
     _need(data, offset, 4, end)
     (size,) = _I.unpack_from(data, offset)
@@ -405,17 +507,16 @@ def _decode_table(
         key_len = data[offset]
         offset += 1
         _need(data, offset, key_len, stop)
-        try:
-            key = str(data[offset : offset + key_len], "utf-8")
-        except UnicodeDecodeError:
-            raise FrameError("field table key is not UTF-8") from None
+        # Lenient, like every short string: bytes that are not UTF-8 decode
+        # to lone surrogates that encode back to the same bytes.
+        key = str(data[offset : offset + key_len], "utf-8", "surrogateescape")
         offset += key_len
-        table[key], offset = decode_value(data, offset, stop)
+        table[key], offset = _decode_value(data, offset, stop, depth)
     return table, stop
 
 
 def _decode_array(
-    data: bytes | bytearray | memoryview, offset: int, end: int
+    data: bytes | bytearray | memoryview, offset: int, end: int, depth: int
 ) -> tuple[list[Any], int]:
     _need(data, offset, 4, end)
     (size,) = _I.unpack_from(data, offset)
@@ -425,7 +526,7 @@ def _decode_array(
         raise FrameError("field array longer than its frame")
     items: list[Any] = []
     while offset < stop:
-        value, offset = decode_value(data, offset, stop)
+        value, offset = _decode_value(data, offset, stop, depth)
         items.append(value)
     return items, stop
 
@@ -433,8 +534,16 @@ def _decode_array(
 def decode_table(
     data: bytes | bytearray | memoryview, offset: int = 0, end: int | None = None
 ) -> tuple[dict[str, Any], int]:
-    """Decode a length-prefixed field table; return ``(table, new_offset)``."""
+    """Decode a length-prefixed field table; return ``(table, new_offset)``.
+
+    Malformed input, including tables and arrays nested more than
+    :data:`MAX_DEPTH` deep, raises :class:`~aiorabbit.FrameError`.  A key
+    that is not UTF-8 decodes with the ``surrogateescape`` error handler:
+    ``key.encode("utf-8", "surrogateescape")`` gives its bytes back.
+    """
     try:
-        return _decode_table(data, offset, len(data) if end is None else end)
-    except RecursionError:
+        return _decode_table(data, offset, len(data) if end is None else end, 1)
+    except (IndexError, struct.error):
+        raise FrameError("field table truncated") from None
+    except RecursionError:  # MAX_DEPTH is checked; this is a backstop
         raise FrameError("field tables nested too deeply") from None
