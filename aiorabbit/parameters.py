@@ -108,6 +108,12 @@ class ConnectionParameters:
             _check_number("call_timeout", self.call_timeout)
             if self.call_timeout <= 0:
                 raise InvalidArgument("call_timeout must be greater than 0 (or None)")
+        _check_text("username", self.username)
+        _check_text("password", self.password, secret=True)
+        _check_text("virtual_host", self.virtual_host)
+        _check_text("locale", self.locale)
+        if self.name is not None:
+            _check_text("name", self.name)
         if len(self.virtual_host.encode()) > 255:
             raise InvalidArgument("virtual_host is longer than 255 bytes")
 
@@ -162,11 +168,19 @@ class ConnectionParameters:
         """
         if url is None:
             url = os.environ.get("AMQP_URL") or DEFAULT_URL
+        if not isinstance(url, str):
+            raise InvalidArgument(f"the URL must be a str, not {type(url).__name__}")
+        # Never quote the URL or urllib's message: either may hold the password.
+        problem = None
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise InvalidArgument(f"malformed AMQP URL: {exc}") from None
+            problem = _url_problem(str(exc))  # raised below, without this context
+        if problem is None and "@" in _after_authority(url):
+            problem = "an '@' comes after the '/', '?' or '#' that ends the host"
+        if problem is not None:
+            raise InvalidArgument(_malformed(url, problem))
         if parts.scheme not in ("amqp", "amqps"):
             raise InvalidArgument(
                 f"URL scheme must be amqp or amqps, not {parts.scheme!r}"
@@ -198,6 +212,21 @@ class ConnectionParameters:
                 raise InvalidArgument(f"unknown connection option {key!r}")
             values[name] = value
         return cls(**values)
+
+
+def _check_text(name: str, value: Any, *, secret: bool = False) -> None:
+    """``value`` is a ``str`` that UTF-8 can encode (no lone surrogate); a
+    ``secret`` is never quoted."""
+    if not isinstance(value, str):
+        shown = "" if secret else f" ({value!r})"
+        raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}{shown}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            f"{name} is not encodable as UTF-8: it holds the lone surrogate "
+            f"U+{ord(value[exc.start]):04X} at index {exc.start}"
+        ) from None
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -250,11 +279,79 @@ _ALIASES = {
 _FIELD_NAMES = {f.name for f in dataclasses.fields(ConnectionParameters)}
 
 
-# scheme://user:password@ -> scheme://user:******@
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
+# scheme://user:password@ -> scheme://user:******@, the password running to
+# the LAST "@" before white space: a password holding an unescaped "/", "?"
+# or "#" puts the end of the authority inside it, and no "@" may legally
+# follow the host unescaped.
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:@\s]*):\S*@")
+
+# [scheme:]//authority-and-the-rest
+_AUTHORITY = re.compile(r"((?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//)(.*)", re.DOTALL)
+# host (a bracketed IPv6 address or a name), then :port, then the rest
+_HOST_PORT = re.compile(r"(\[[^\]]*\]?|[^:/?#]*)(:[^/?#]*)?(.*)", re.DOTALL)
+
+_PERCENT_ENCODE = (
+    "a password holding '/', '#', '?' or '@' must be percent-encoded "
+    "(%2F, %23, %3F, %40), as must an '@' in the virtual host or an option"
+)
 
 
 def redact_urls(text: str) -> str:
     """``text`` with the password of any URL in it masked (for messages
-    that quote a URL the user gave)."""
+    that quote a URL the user gave): everything from the ``:`` after the
+    user name up to the last ``@`` before white space."""
     return _CREDENTIALS.sub(r"\1:******@", text)
+
+
+def _after_authority(url: str) -> str:
+    """The path, query and fragment of ``url`` (what follows ``//host``)."""
+    match = _AUTHORITY.match(url)
+    if match is None:
+        return ""
+    rest = match.group(2)
+    for index, char in enumerate(rest):
+        if char in "/?#":
+            return rest[index:]
+    return ""
+
+
+def _masked_url(url: str) -> str:
+    """``url`` as an error message may show it, whatever it looks like: the
+    user name, then the host and what follows the last ``@``.  Without any
+    ``@`` the port is masked too (``amqp://user:password`` with the host
+    left out reads as ``host:port``)."""
+    match = _AUTHORITY.match(url)
+    if match is None:
+        return ""
+    head, rest = match.groups()
+    userinfo, at, after = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        return f"{head}{user}:******@{after}" if colon else f"{head}******@{after}"
+    host_port = _HOST_PORT.match(rest)
+    assert host_port is not None  # every part is optional
+    host, port, tail = host_port.groups()
+    return f"{head}{host}{':******' if port else ''}{tail}"
+
+
+def _url_problem(message: str) -> str:
+    """What urllib's ``ValueError`` says is wrong, in words that do not
+    quote the URL (urllib's own may: the port, the whole netloc)."""
+    if message.startswith("Port could not be cast"):
+        return "the port is not a number"
+    if message.startswith("Port out of range"):
+        return "the port is out of range (0-65535)"
+    if "IPv6" in message:
+        return "the brackets of an IPv6 address do not match"
+    if "NFKC" in message:
+        return "the user name, password or host holds characters that Unicode NFKC normalization changes"
+    return "it cannot be parsed"
+
+
+def _malformed(url: str, problem: str) -> str:
+    """The message of a malformed URL: what is wrong, never the password."""
+    shown = _masked_url(url)
+    message = f"malformed AMQP URL {shown}: {problem}" if shown else f"malformed AMQP URL: {problem}"
+    if "@" in _after_authority(url):
+        message += f"; {_PERCENT_ENCODE}"
+    return message

@@ -31,15 +31,14 @@ import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 
 from .channel import Channel
 from .connection import Connection, connect
-from .exceptions import AMQPError
-from .parameters import redact_urls
+from .exceptions import AMQPError, InvalidArgument
+from .parameters import ConnectionParameters, redact_urls
 
 __all__ = ["BrokerUnavailable", "Names", "broker_url"]
 
@@ -57,10 +56,11 @@ class BrokerUnavailable(RuntimeError):
 
 
 def _answers(url: str, timeout: float = 1.0) -> bool:
-    parts = urlsplit(url)
-    default_port = 5671 if parts.scheme == "amqps" else 5672
+    # A malformed URL raises InvalidArgument, whose message never holds the
+    # password (urllib's ValueError may: "Port could not be cast ... 's3cr3t'").
+    params = ConnectionParameters.from_url(url)
     try:
-        with socket.create_connection((parts.hostname or "localhost", parts.port or default_port), timeout):
+        with socket.create_connection((params.host, params.port), timeout):
             return True
     except OSError:
         return False
@@ -72,7 +72,9 @@ def broker_url(url: str | None = None) -> Iterator[str]:
 
     ``url`` (else ``$AMQP_URL``) is used when given and must answer; else the
     broker on localhost:5672; else a container started with testcontainers,
-    stopped when the block ends.  Raises :class:`BrokerUnavailable`.
+    stopped when the block ends.  Raises :class:`BrokerUnavailable`, or
+    :class:`~aiorabbit.InvalidArgument` for a malformed URL (neither
+    message holds the URL's password).
     """
     url = url or os.environ.get("AMQP_URL") or None
     if url is not None:
@@ -153,7 +155,8 @@ def amqp_url(pytestconfig: pytest.Config) -> Iterator[str]:
     try:
         with broker_url(given) as url:
             yield url
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, InvalidArgument) as exc:
+        # pytrace=False: a traceback would show the URL among the arguments.
         pytest.fail(str(exc), pytrace=False)
 
 

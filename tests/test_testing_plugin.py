@@ -135,6 +135,33 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.parametrize("where", ["env", "option"])
+async def test_a_malformed_url_fails_the_tests_that_need_it_without_its_password(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # An unescaped "/" in the password: urllib's error would quote it.
+    malformed = "amqp://guest:s3cr3t-PW/x@127.0.0.1/"
+    pytester.makepyfile(
+        """
+        def test_needs_broker(amqp_url):
+            pass
+        """
+    )
+    if where == "env":
+        monkeypatch.setenv("AMQP_URL", malformed)
+        result = pytester.runpytest_subprocess("--aiorabbit", "--tb=long")
+    else:
+        result = pytester.runpytest_subprocess("--aiorabbit", "--tb=long", f"--amqp-url={malformed}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*malformed AMQP URL amqp://guest:******@127.0.0.1/*"])
+    if where == "env":  # (pytest itself may echo its own command line)
+        assert "s3cr3t-PW" not in result.stdout.str() + result.stderr.str()
+    else:
+        assert "s3cr3t-PW" not in "\n".join(
+            line for line in result.stdout.lines if "--amqp-url" not in line
+        )
+
+
 def test_broker_url_takes_the_given_url_then_the_environment(
     amqp_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
