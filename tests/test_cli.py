@@ -1,8 +1,10 @@
 """The ``aiorabbit`` command line tool, driven as a subprocess against the
 real broker (``python -m aiorabbit``, and once the installed console script),
 checked on the broker with the test's own connection.  The pure helpers
-(typed values, exit-code mapping, JSON output, the progress bar) are also
-tested in-process.
+(typed values, exit-code mapping, JSON output, the progress bar, the number
+format) are also tested in-process.  The progress line only shows on a
+terminal: the tests that look for it give the command a pseudo-terminal
+(``os.openpty``) as stderr.
 
 When the run measures coverage, the subprocesses are measured too
 (``patch = ["subprocess"]`` in the coverage settings in pyproject.toml).
@@ -19,10 +21,12 @@ import importlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +36,12 @@ import pytest
 import aiorabbit
 import aiorabbit.cli
 from aiorabbit.cli import ExitCode, build_parser
-from aiorabbit.cli.app import _supervised
-from aiorabbit.cli.bench import Phase, Progress, results_table
-from aiorabbit.cli.common import parameters
+from aiorabbit.cli.app import _runner, _supervised
+from aiorabbit.cli.bench import phase_result, print_results, results_table
+from aiorabbit.cli.common import loop_name, messages, number, parameters, rate
 from aiorabbit.cli.consume import _DirSink, _Plan, jsonable
 from aiorabbit.cli.errors import CliError, classify, redact
+from aiorabbit.cli.progress import Phase, Progress, is_terminal, on_terminal
 from aiorabbit.cli.publish import properties
 from aiorabbit.cli.values import ARGUMENT_TYPES, parse_item, parse_items, parse_timestamp
 from aiorabbit.codec.table import Float32, Int32, UInt8
@@ -73,13 +78,15 @@ class Cli:
         stdin: bool = False,
         program: list[str] | None = None,
         env: dict[str, str] | None = None,
+        stdout: int = asyncio.subprocess.PIPE,
+        stderr: int = asyncio.subprocess.PIPE,
     ) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             *(program or [sys.executable, "-m", "aiorabbit"]),
             *args,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
             env={**self.env, **(env or {})},
         )
         self.procs.append(proc)
@@ -110,6 +117,75 @@ class Cli:
         errors = [line for line in result.err.splitlines() if line.startswith("aiorabbit: error: ")]
         assert len(errors) == 1, result.err
         return errors[0]
+
+
+class Terminal:
+    """A pseudo-terminal to give a command as stderr (or stdout): what the
+    command writes there is read as it comes."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        os.set_blocking(self.master, False)
+        self.data = b""
+        self.ended = False
+
+    @property
+    def text(self) -> str:
+        return self.data.decode(errors="replace")
+
+    def started(self) -> None:
+        """The command has it: only the command's end is left open, so that
+        reading sees its end once the command exits."""
+        os.close(self.slave)
+        self.slave = -1
+
+    async def read(self, until: Callable[[str], bool] | None = None) -> str:
+        """Read until ``until(text)`` holds or, without ``until``, until the
+        command closed the terminal (it exited); return all that was read."""
+        deadline = time.monotonic() + TIMEOUT
+        while not self.ended and not (until is not None and until(self.text)):
+            try:
+                chunk = os.read(self.master, 65536)
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"waited {TIMEOUT}s, the terminal shows {self.text!r}"
+                await asyncio.sleep(0.02)
+                continue
+            except OSError:  # EIO (Linux): no process has the terminal open any more
+                chunk = b""
+            self.ended = not chunk
+            self.data += chunk
+        return self.text
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            if fd >= 0:
+                os.close(fd)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Callable[[], Terminal]]:
+    """Makes pseudo-terminals, closed after the test."""
+    made: list[Terminal] = []
+
+    def make() -> Terminal:
+        made.append(Terminal())
+        return made[-1]
+
+    yield make
+    for term in made:
+        term.close()
+
+
+#: How long a publish or consume took, in a summary.
+TOOK = r"in \d+\.\d\ds \([\d,]+ msg/s\)"
+
+#: The progress line: its bar, its percentage, and each phase's count, total and rate.
+PROGRESS = re.compile(r"\r\[[#-]{30}\] +\d+%  (\w+) ([\d,]+)/([\d,]+) \(([\d,]+) msg/s\)")
+
+
+def _progress(text: str) -> list[tuple[str, int, int]]:
+    """The (phase, done, total) of each progress line in ``text`` (first phase)."""
+    return [(m[1], int(m[2].replace(",", "")), int(m[3].replace(",", ""))) for m in PROGRESS.finditer(text)]
 
 
 @pytest.fixture
@@ -270,7 +346,8 @@ async def test_consume_count_prints_and_acks(cli: Cli, channel: aiorabbit.Channe
     queue = await _queue(channel, names, b"a", b"b", b"c")
     result = await cli.ok("consume", queue, "--count", "2")
     assert result.out == b"a\nb\n"
-    assert f"consumed 2 messages from {queue!r} (acknowledged)" in result.err
+    summary = rf"consumed 2 messages from {re.escape(repr(queue))} {TOOK}, acknowledged\n"
+    assert re.fullmatch(summary, result.err)
     await channel.basic_publish(b"d", routing_key=queue)
     result = await cli.ok("consume", queue, "--timeout", "0.3", "--format", "raw", "-q")
     assert result.out == b"cd" and result.err == ""  # c was neither taken nor marked redelivered
@@ -521,30 +598,36 @@ async def test_bench_both_json(cli: Cli) -> None:
     report = json.loads(result.out)
     assert report["settings"]["confirm"] == 20
     assert [row["phase"] for row in report["results"]] == ["publish", "consume"]
+    assert (report["settings"]["loop"], report["interrupted"]) == ("asyncio", False)
     for row in report["results"]:
-        assert (row["messages"], row["bytes"]) == (300, 3000)
+        assert (row["messages"], row["bytes"], row["complete"]) == (300, 3000, True)
         assert row["seconds"] > 0 and row["msg_per_s"] > 0
-    assert "100%" in result.err and "publish 300/300" in result.err
+    assert "100%" in result.err and "publish 300/300" in result.err  # --progress: even in a pipe
+    assert _progress(result.err)[-1] == ("publish", 300, 300)
 
 
 async def test_bench_publish_then_consume_an_existing_queue(
     cli: Cli, channel: aiorabbit.Channel, names: Names
 ) -> None:
     queue = await _queue(channel, names)
-    result = await cli.ok("bench", "--mode", "publish", "--count", "200", "--queue", queue, "--no-progress")
+    result = await cli.ok("bench", "--mode", "publish", "--count", "2000", "--queue", queue, "--no-progress")
+    settings = f"2,000 messages of 64 bytes, publish, no confirms, queue {queue!r}, asyncio loop"
+    assert result.lines[0] == settings
     assert result.lines[1].split() == ["phase", "messages", "bytes", "seconds", "msg/s", "MB/s"]
-    assert result.lines[2].split()[:3] == ["publish", "200", "12,800"]
+    publish, messages_, size, _, per_second, _ = result.lines[2].split()
+    assert (publish, messages_, size) == ("publish", "2,000", "128,000")
+    assert re.fullmatch(r"\d{1,3}(,\d{3})*", per_second)  # 12,345 msg/s
     assert "%" not in result.err  # no progress bar
-    assert await _count(channel, queue) == 200
-    result = await cli.ok("bench", "--mode", "consume", "--count", "150", "--queue", queue, "--json")
-    assert json.loads(result.out)["results"][0]["messages"] == 150
+    assert await _count(channel, queue) == 2000
+    result = await cli.ok("bench", "--mode", "consume", "--count", "1950", "--queue", queue, "--json")
+    assert json.loads(result.out)["results"][0]["messages"] == 1950
     assert "filling" not in result.err
     # consume tops the queue up to --count first
     result = await cli.ok(
-        "bench", "--mode", "consume", "--count", "100", "--queue", queue, "--no-ack", "--json"
+        "bench", "--mode", "consume", "--count", "1100", "--queue", queue, "--no-ack", "--json"
     )
-    assert json.loads(result.out)["results"][0]["messages"] == 100
-    assert f"filling {queue!r} with 50 messages" in result.err
+    assert json.loads(result.out)["results"][0]["messages"] == 1100
+    assert f"filling {queue!r} with 1,050 messages" in result.err
     error = await cli.fails(ExitCode.REFUSED, "bench", "--queue", names.queue("missing"), "--count", "1")
     assert "NOT_FOUND" in error
 
@@ -555,6 +638,141 @@ async def test_bench_gives_up_when_stalled(cli: Cli, channel: aiorabbit.Channel,
     args = ["bench", "--mode", "consume", "--queue", queue, "--count", "10", "--stall-timeout", "0.2"]
     error = await cli.fails(ExitCode.ERROR, *args)
     assert "no progress for 0.2s (fill 5 of 10)" in error
+
+
+# ----------------------------------------------------------------------
+# progress on a terminal, the number format, Ctrl-C in bench
+
+
+async def test_summaries_share_one_number_format(cli: Cli, channel: aiorabbit.Channel, names: Names) -> None:
+    queue = await _queue(channel, names)
+    name = re.escape(repr(queue))
+    result = await cli.ok("publish", "-k", queue, "-n", "1500", "--window", "300", "body")
+    # One line: in a pipe (not a terminal), no progress line, however long the run.
+    assert re.fullmatch(
+        rf"published 1,500 messages \(6,000 bytes\) to queue {name} \(default exchange\) {TOOK}, confirmed\n",
+        result.err,
+    )
+    result = await cli.ok("consume", queue, "--count", "1200", "--format", "raw")
+    assert result.out == b"body" * 1200
+    assert re.fullmatch(rf"consumed 1,200 messages from {name} {TOOK}, acknowledged\n", result.err)
+    result = await cli.ok("declare", "queue", queue, "--passive")
+    assert result.out == f"{queue}\t300\t0\n".encode()  # stdout is for programs: plain numbers
+    assert f"queue {queue!r}: 300 messages, 0 consumers" in result.err
+    await cli.ok("publish", "-k", queue, "-n", "3000", "x", "-q")  # confirmed: the queue has them
+    result = await cli.ok("delete", "queue", queue)
+    assert result.out == b"3300\n" and f"deleted queue {queue!r} (3,300 messages)" in result.err
+
+
+async def test_consume_count_shows_progress_on_a_terminal(
+    cli: Cli, channel: aiorabbit.Channel, names: Names, terminal: Callable[[], Terminal]
+) -> None:
+    queue = await _queue(channel, names, b"a", b"b", b"c")
+    err = terminal()
+    args = ["consume", queue, "--count", "10", "--timeout", "1.5", "--requeue"]  # lasts 1.5 s
+    proc = await cli.start(*args, stderr=err.slave)
+    err.started()
+    text = await err.read()
+    assert proc.stdout is not None
+    out = await proc.stdout.read()
+    assert await proc.wait() == 0, text
+    assert out == b"a\nb\nc\n"  # stdout has the messages alone
+    assert _progress(text)[-1] == ("consume", 3, 10)
+    # Drawn over itself, and ended by a newline before the summary.
+    last = rf"  30%  consume 3/10 \([\d,]+ msg/s\) *\r\nconsumed 3 messages from {re.escape(repr(queue))} "
+    assert re.search(last, text), text
+    # stdout on the terminal too: the messages show there, no progress line among them.
+    both = terminal()
+    args[args.index("1.5")] = "1"  # still longer than the progress line's delay
+    proc = await cli.start(*args, stdout=both.slave, stderr=both.slave)
+    both.started()
+    text = await both.read()
+    assert await proc.wait() == 0
+    assert text.startswith("a\r\nb\r\nc\r\nconsumed 3 messages") and not _progress(text), text
+
+
+async def test_publish_count_shows_progress_on_a_terminal(
+    cli: Cli, channel: aiorabbit.Channel, names: Names, terminal: Callable[[], Terminal]
+) -> None:
+    exchange = names.exchange()
+    await channel.exchange_declare(exchange, "fanout")  # bound to no queue: the messages go nowhere
+    short = terminal()
+    proc = await cli.start("publish", "-e", exchange, "-n", "3", "x", stderr=short.slave)
+    short.started()
+    text = await short.read()
+    assert await proc.wait() == 0
+    assert text.startswith("published 3 messages") and "\r[" not in text  # a short run: no progress line
+    err = terminal()
+    proc = await cli.start("publish", "-e", exchange, "-n", "100000000", "x", stderr=err.slave)
+    err.started()
+    await err.read(until=lambda text: any(done > 0 for _, done, _ in _progress(text)))
+    proc.send_signal(signal.SIGINT)
+    text = await err.read()
+    assert await proc.wait() == ExitCode.INTERRUPTED
+    name, done, total = _progress(text)[-1]
+    assert (name, total) == ("publish", 100_000_000) and done > 0
+    assert text.endswith("\r\n") and "Traceback" not in text  # the line ended, no error
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+async def test_bench_interrupted_prints_what_it_measured(cli: Cli, output: str) -> None:
+    # With confirms: no flood of publishes for the broker to take in before it closes.
+    args = ["bench", "--count", "100000000", "--progress", "--confirm"]
+    args += ["--mode", "publish", "--json"] if output == "json" else []
+    proc = await cli.start(*args)
+    assert proc.stderr is not None
+    seen = ""
+    while not any(done > 0 for _, done, _ in _progress(seen)):  # measuring
+        chunk = await asyncio.wait_for(proc.stderr.read(4096), TIMEOUT)
+        assert chunk, seen
+        seen += chunk.decode()
+    proc.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err.decode() and "error" not in err.decode()
+    if output == "json":
+        report = json.loads(out)
+        assert report["interrupted"] is True
+        (row,) = report["results"]
+        assert (row["phase"], row["complete"]) == ("publish", False)
+        assert row["messages"] > 0 and row["seconds"] > 0 and row["msg_per_s"] > 0
+        return
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("100,000,000 messages of 64 bytes, both, confirms, window 1,000, prefetch")
+    assert lines[1].split() == ["phase", "messages", "bytes", "seconds", "msg/s", "MB/s"]
+    publish, consume = lines[2].split(), lines[3].split()
+    assert publish[0] == "publish" and int(publish[1].replace(",", "")) > 0 and float(publish[3]) > 0
+    assert publish[6:9] == ["interrupted", "(0%", "of"] and publish[9] == "100,000,000)"
+    assert consume[0] == "consume" and "interrupted" in consume
+
+
+# ----------------------------------------------------------------------
+# --uvloop
+
+
+async def test_uvloop_runs_the_command_on_uvloop(cli: Cli, channel: aiorabbit.Channel, names: Names) -> None:
+    pytest.importorskip("uvloop")
+    result = await cli.ok("bench", "--uvloop", "--mode", "publish", "-n", "100", "--json")
+    assert json.loads(result.out)["settings"]["loop"] == "uvloop"
+    result = await cli.ok("bench", "--mode", "publish", "-n", "100", "--json")
+    assert json.loads(result.out)["settings"]["loop"] == "asyncio"
+    queue = await _queue(channel, names)
+    result = await cli.ok("--uvloop", "publish", "-k", queue, "--debug", "on uvloop")
+    assert "aiorabbit.cli DEBUG event loop: uvloop.Loop" in result.err
+    result = await cli.ok("publish", "-k", queue, "--debug", "on asyncio")
+    assert "aiorabbit.cli DEBUG event loop: asyncio." in result.err
+    assert await _bodies(channel, queue) == [b"on uvloop", b"on asyncio"]
+
+
+async def test_uvloop_not_installed_is_exit_2(cli: Cli) -> None:
+    without = "import sys; sys.modules['uvloop'] = None; from aiorabbit.cli import main; sys.exit(main())"
+    url = f"amqp://guest:guest@127.0.0.1:{_closed_port()}/"  # never reached: exit 3 if it were
+    result = await cli.run("--uvloop", "--url", url, "publish", "x", program=[sys.executable, "-c", without])
+    assert result.code == ExitCode.USAGE
+    assert result.err == (
+        "aiorabbit: error: --uvloop needs uvloop, which is not installed: "
+        'pip install "aiorabbit-client[uvloop]"\n'
+    )
 
 
 # ----------------------------------------------------------------------
@@ -688,7 +906,17 @@ def test_global_options_anywhere() -> None:
         assert (args.quiet, args.url, args.kind, args.name) == (True, "amqp://a", "queue", "q"), argv
     # Given once before the command, not undone by the defaults after it.
     args = build_parser().parse_args(["--debug", "delete", "queue", "q"])
-    assert args.debug and not args.quiet and args.url is None
+    assert args.debug and not args.quiet and args.url is None and not args.uvloop
+    assert build_parser().parse_args(["--uvloop", "bench"]).uvloop
+    assert build_parser().parse_args(["bench", "--uvloop"]).uvloop
+
+
+def test_uvloop_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _runner(uvloop=False) is asyncio.run
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(CliError, match=r'not installed: pip install "aiorabbit-client\[uvloop\]"') as info:
+        _runner(uvloop=True)
+    assert info.value.code == ExitCode.USAGE
 
 
 def test_dir_sink_never_overwrites(tmp_path: Path) -> None:
@@ -770,10 +998,99 @@ def test_progress_and_results_table() -> None:
     progress.draw()
     progress.draw()
     bar = "[" + "#" * 7 + "-" * 23 + "]"
-    assert stream.getvalue().startswith(f"\r{bar}  25%  publish 5/10 (2/s)  consume 0/10 (0/s)")
+    assert stream.getvalue().startswith(f"\r{bar}  25%  publish 5/10 (2 msg/s)  consume 0/10 (0 msg/s)")
     assert Progress([], stream, enabled=True).line().startswith("[" + "#" * 30 + "] 100%")
-    row: dict[str, Any] = publish.result(size=1_000_000)
+    row: dict[str, Any] = phase_result(publish, size=1_000_000)
     assert row == {"phase": "publish", "messages": 5, "bytes": 5_000_000, "seconds": 2.0, "msg_per_s": 2.5,
-                   "mb_per_s": 2.5}
-    table = results_table([row]).splitlines()
-    assert table[1].split() == ["publish", "5", "5,000,000", "2.000", "2", "2.50"]
+                   "mb_per_s": 2.5, "complete": False}
+    table = results_table([row], {"publish": 10}).splitlines()
+    assert table[1].split() == [
+        "publish", "5", "5,000,000", "2.000", "2", "2.50", "interrupted", "(50%", "of", "10)",
+    ]
+    publish.done = 10
+    assert results_table([phase_result(publish, 1)]).splitlines()[1].split() == [
+        "publish", "10", "10", "2.000", "5", "0.00",
+    ]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_only_on_a_terminal() -> None:
+    loud, quiet = argparse.Namespace(quiet=False), argparse.Namespace(quiet=True)
+    assert on_terminal(loud, _Stream(tty=True))
+    assert not on_terminal(loud, _Stream(tty=False))  # a pipe or a file: scripts see the summary alone
+    assert not on_terminal(quiet, _Stream(tty=True))
+    closed = io.StringIO()
+    closed.close()
+    assert not is_terminal(None) and not is_terminal(object()) and not is_terminal(closed)
+
+
+async def test_progress_appears_once_the_run_lasts() -> None:
+    phase = Phase("publish", 4)
+    phase.start()
+    quick = _Stream(tty=True)
+    async with Progress([phase], quick, enabled=True, delay=0.5):
+        phase.done = 4
+    assert quick.getvalue() == ""  # a short run: no line at all
+    slow = _Stream(tty=True)
+    async with Progress([phase], slow, enabled=True, delay=0.05):
+        phase.done = 1
+        await asyncio.sleep(0.35)
+        phase.done = 3
+    text = slow.getvalue()
+    assert text.count("\r") >= 2 and text.endswith("\n")  # redrawn, and ended by a newline
+    assert "publish 1/4" in text and "75%  publish 3/4 (" in text.rsplit("\r", 1)[1]  # the last draw
+    at_once = _Stream(tty=False)
+    async with Progress([phase], at_once, enabled=True, delay=0):  # bench --progress
+        pass
+    assert at_once.getvalue().startswith("\r[") and at_once.getvalue().endswith("\n")
+    off = _Stream(tty=True)
+    async with Progress([phase], off, enabled=False, delay=0):
+        await asyncio.sleep(0.05)
+    assert off.getvalue() == ""
+
+
+def test_one_number_format() -> None:
+    assert (number(0), number(999), number(1234567), number(12345.6)) == ("0", "999", "1,234,567", "12,346")
+    assert (messages(0), messages(1), messages(12345)) == ("0 messages", "1 message", "12,345 messages")
+    assert (rate(24690, 2.0), rate(5, 0)) == ("12,345 msg/s", "0 msg/s")
+
+
+def test_bench_results_after_an_interruption(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["bench", "-n", "10", "--size", "2"])
+    done = Phase("publish", 10, done=10, started=1.0, ended=2.0)
+    partial = Phase("consume", 10, done=4, started=1.0, ended=3.0)
+    print_results(args, [done, partial], "asyncio", interrupted=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "10 messages of 2 bytes, both, no confirms, prefetch 1,000, a temporary queue, asyncio loop"
+    )
+    assert lines[2].split() == ["publish", "10", "20", "1.000", "10", "0.00"]  # complete
+    assert lines[3].split() == ["consume", "4", "8", "2.000", "2", "0.00", "interrupted", "(40%", "of", "10)"]
+    args.json = True
+    print_results(args, [done, partial], "uvloop", interrupted=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["interrupted"] is True and report["settings"]["loop"] == "uvloop"
+    rows = [(row["phase"], row["messages"], row["seconds"], row["complete"]) for row in report["results"]]
+    assert rows == [("publish", 10, 1.0, True), ("consume", 4, 2.0, False)]
+
+
+def test_loop_name() -> None:
+    loop = asyncio.SelectorEventLoop()
+    try:
+        assert loop_name(loop) == "asyncio"
+    finally:
+        loop.close()
+    uvloop = pytest.importorskip("uvloop")
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop_name(loop) == "uvloop"
+    finally:
+        loop.close()

@@ -10,15 +10,23 @@ import platform
 import signal
 import sys
 import traceback
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from .. import __version__
 from . import bench, consume, publish, topology
 from .common import Formatter, parameters, positive_float
-from .errors import EXIT_CODES_HELP, ExitCode, classify
+from .errors import EXIT_CODES_HELP, CliError, ExitCode, classify
 
 __all__ = ["build_parser", "main"]
+
+log = logging.getLogger("aiorabbit.cli")
+
+#: How to get uvloop, in the error of --uvloop without it.
+UVLOOP_HINT = 'pip install "aiorabbit-client[uvloop]"'
+
+#: Runs a command's coroutine on an event loop of its own, to the end.
+Runner = Callable[[Coroutine[Any, Any, int]], int]
 
 DESCRIPTION = """\
 Publish, consume and benchmark RabbitMQ messages, and declare or delete
@@ -36,6 +44,10 @@ examples:
 connection:
   --url, else $AMQP_URL, else amqp://guest:guest@localhost:5672/%2F.  The URL
   takes options such as ?heartbeat=30&connection_timeout=5; amqps:// is TLS.
+
+event loop:
+  --uvloop runs the command on uvloop's event loop (pip install
+  "aiorabbit-client[uvloop]"; not on Windows).  --debug logs which loop runs.
 
 typed values (-H headers, -a arguments):
   KEY=VALUE is a string; KEY:TYPE=VALUE converts VALUE to TYPE, one of str,
@@ -78,6 +90,10 @@ def _global_options(parser: argparse.ArgumentParser, *, in_command: bool) -> Non
         "--debug", action="store_true", default=default if in_command else False,
         help="log the protocol and show tracebacks",
     )
+    group.add_argument(
+        "--uvloop", action="store_true", default=default if in_command else False,
+        help=f"run on uvloop's event loop ({UVLOOP_HINT})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
+        runner = _runner(uvloop=args.uvloop)  # before anything else: the loop is how it all runs
         args.params = parameters(args)
-        return _run(args.handler(args), args.sigterm_code)
+        command = args.handler(args)  # may read stdin, before the event loop
+        return runner(_supervised(command, args.sigterm_code))
     except KeyboardInterrupt:  # before the event loop started (reading stdin)
         return ExitCode.INTERRUPTED
     except Exception as exc:
@@ -128,14 +146,28 @@ def _report(exc: BaseException, *, debug: bool) -> int:
     return int(code)
 
 
-def _run(command: Coroutine[Any, Any, int], sigterm_code: int) -> int:
-    return asyncio.run(_supervised(command, sigterm_code))
+def _runner(*, uvloop: bool) -> Runner:
+    """``asyncio.run``, or with ``--uvloop`` ``uvloop.run`` (a usage error,
+    exit code 2, when uvloop cannot be imported)."""
+    if not uvloop:
+        return asyncio.run
+    try:
+        import uvloop as module
+    except ModuleNotFoundError as exc:
+        if exc.name != "uvloop":  # installed, but something it needs is missing
+            raise CliError(f"--uvloop: cannot import uvloop: {exc} ({UVLOOP_HINT})") from None
+        raise CliError(f"--uvloop needs uvloop, which is not installed: {UVLOOP_HINT}") from None
+    except ImportError as exc:
+        raise CliError(f"--uvloop: cannot import uvloop: {exc} ({UVLOOP_HINT})") from None
+    run: Runner = module.run
+    return run
 
 
 async def _supervised(command: Coroutine[Any, Any, int], sigterm_code: int) -> int:
     """Run ``command``; SIGINT and SIGTERM cancel it, so that it cleans up
     (consumers cancelled, connection closed) before the process exits."""
     loop = asyncio.get_running_loop()
+    log.debug("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
     task = asyncio.current_task()
     assert task is not None
     received: list[int] = []

@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import sys
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import Any, TextIO
+from typing import Any
 
 from ..channel import Channel
 from ..connection import Connection
-from .common import Formatter, connection, info, int_range, positive_float
+from .common import Formatter, connection, info, int_range, loop_name, messages, number, positive_float
 from .errors import CliError, ExitCode
+from .progress import Phase, Progress, on_terminal
 
-__all__ = ["Phase", "Progress", "add_parsers", "results_table"]
+__all__ = ["add_parsers", "phase_result", "print_results", "results_table"]
 
 EPILOG = """\
 publish sends --count messages of --size bytes to the queue (with --confirm,
@@ -28,7 +28,9 @@ and a consumer at the same time, on two channels of one connection.
 The queue is a temporary one, deleted at the end, unless --queue names one
 that exists.  A progress bar is drawn on stderr when it is a terminal (or
 with --progress); the results go to stdout, as a table or, with --json, as
-JSON.  MB/s counts body bytes, in millions.
+JSON.  MB/s counts body bytes, in millions.  Ctrl-C stops the benchmark and
+prints what it measured so far, the current phase marked as interrupted
+(exit code 130).
 
 examples:
   aiorabbit bench
@@ -39,9 +41,6 @@ examples:
 
 #: Seconds without progress after which the benchmark gives up.
 DEFAULT_STALL = 15.0
-#: Progress bar redraws per second.
-_REDRAW = 0.2
-_BAR = 30
 
 
 def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
@@ -87,97 +86,35 @@ def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
     return [parser]
 
 
-@dataclasses.dataclass
-class Phase:
-    """One measured side: how far it is, and when it started and ended."""
-
-    name: str
-    total: int
-    done: int = 0
-    started: float | None = None
-    ended: float | None = None
-
-    def start(self) -> None:
-        self.started = time.perf_counter()
-
-    def stop(self) -> None:
-        self.ended = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        if self.started is None:
-            return 0.0
-        return (self.ended if self.ended is not None else time.perf_counter()) - self.started
-
-    @property
-    def rate(self) -> float:
-        """Messages per second so far."""
-        seconds = self.seconds
-        return self.done / seconds if seconds > 0 else 0.0
-
-    def result(self, size: int) -> dict[str, Any]:
-        rate = self.rate
-        return {
-            "phase": self.name,
-            "messages": self.done,
-            "bytes": self.done * size,
-            "seconds": round(self.seconds, 6),
-            "msg_per_s": round(rate, 1),
-            "mb_per_s": round(rate * size / 1e6, 3),
-        }
+def phase_result(phase: Phase, size: int) -> dict[str, Any]:
+    """One row of the results: what ``phase`` measured (so far)."""
+    rate = phase.rate
+    return {
+        "phase": phase.name,
+        "messages": phase.done,
+        "bytes": phase.done * size,
+        "seconds": round(phase.seconds, 6),
+        "msg_per_s": round(rate, 1),
+        "mb_per_s": round(rate * size / 1e6, 3),
+        "complete": phase.complete,
+    }
 
 
-class Progress:
-    """A one-line progress bar on ``stream``, redrawn a few times a second
-    (``async with``); a no-op when not ``enabled``."""
-
-    def __init__(self, phases: list[Phase], stream: TextIO, enabled: bool) -> None:
-        self.phases = phases
-        self.stream = stream
-        self.enabled = enabled
-        self._task: asyncio.Task[None] | None = None
-        self._width = 0
-
-    async def __aenter__(self) -> Progress:
-        if self.enabled:
-            self._task = asyncio.ensure_future(self._redraw())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self.draw()
-            self.stream.write("\n")
-            self.stream.flush()
-
-    async def _redraw(self) -> None:
-        while True:
-            self.draw()
-            await asyncio.sleep(_REDRAW)
-
-    def line(self) -> str:
-        total = sum(p.total for p in self.phases)
-        done = sum(min(p.done, p.total) for p in self.phases)
-        fraction = done / total if total else 1.0
-        filled = int(fraction * _BAR)
-        sides = "  ".join(f"{p.name} {p.done:,}/{p.total:,} ({p.rate:,.0f}/s)" for p in self.phases)
-        return f"[{'#' * filled}{'-' * (_BAR - filled)}] {fraction:4.0%}  {sides}"
-
-    def draw(self) -> None:
-        line = self.line()
-        self.stream.write("\r" + line.ljust(self._width))
-        self.stream.flush()
-        self._width = len(line)
-
-
-def results_table(results: list[dict[str, Any]]) -> str:
-    """The results as an aligned text table."""
+def results_table(results: list[dict[str, Any]], totals: dict[str, int] | None = None) -> str:
+    """The results as an aligned text table; a phase that is not complete is
+    marked as interrupted (``totals``: the messages each phase was to move)."""
     lines = [f"{'phase':<8} {'messages':>12} {'bytes':>15} {'seconds':>9} {'msg/s':>12} {'MB/s':>9}"]
     for row in results:
-        lines.append(
-            f"{row['phase']:<8} {row['messages']:>12,} {row['bytes']:>15,} {row['seconds']:>9.3f} "
-            f"{row['msg_per_s']:>12,.0f} {row['mb_per_s']:>9.2f}"
+        line = (
+            f"{row['phase']:<8} {number(row['messages']):>12} {number(row['bytes']):>15} "
+            f"{row['seconds']:>9.3f} {number(row['msg_per_s']):>12} {row['mb_per_s']:>9.2f}"
         )
+        if not row.get("complete", True):
+            total = (totals or {}).get(row["phase"])
+            line += "  interrupted"
+            if total:  # rounded down: 99.9% is not done
+                line += f" ({100 * row['messages'] // total}% of {number(total)})"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -189,23 +126,49 @@ def command(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 async def _bench(args: argparse.Namespace) -> int:
     body = b"x" * args.size
     names = {"publish": ["publish"], "consume": ["consume"], "both": ["publish", "consume"]}[args.mode]
-    phases = {name: Phase(name, args.count) for name in names}
-    enabled = (sys.stderr.isatty() and not args.quiet) if args.progress is None else args.progress
-    async with connection(args) as conn:
-        ch = await conn.channel()
-        queue = await _queue(ch, args)
-        if args.mode == "consume":
-            await _fill(ch, queue, body, args)
-        work: list[Awaitable[None]] = []
-        if "consume" in phases:
-            work.append(_consume(conn, queue, args, phases["consume"]))
-        if "publish" in phases:
-            work.append(_publish(conn, queue, body, args.confirm, phases["publish"]))
-        async with Progress(list(phases.values()), sys.stderr, enabled):
-            await _watched(_all(work), list(phases.values()), conn, args.stall_timeout)
-        if args.queue is None:
-            await ch.queue_delete(queue)
-    _print(args, queue, [phase.result(args.size) for phase in phases.values()])
+    phases = [Phase(name, args.count) for name in names]
+    loop = loop_name()
+    if args.progress is None:
+        progress = Progress(phases, sys.stderr, on_terminal(args))
+    else:
+        progress = Progress(phases, sys.stderr, args.progress, delay=0)  # from the start
+    printed = False
+    try:
+        async with connection(args) as conn:
+            ch = await conn.channel()
+            queue = await _queue(ch, args)
+            if args.mode == "consume":
+                await _fill(ch, queue, body, args)
+            work: list[Awaitable[None]] = []  # the consumer first: it is there when messages come
+            for phase in reversed(phases):
+                if phase.name == "consume":
+                    work.append(_consume(conn, queue, args, phase))
+                else:
+                    work.append(_publish(conn, queue, body, args.confirm, phase))
+            async with progress:
+                try:
+                    await _watched(_all(work), phases, conn, args.stall_timeout)
+                except asyncio.CancelledError:
+                    # Ctrl-C (or SIGTERM): what was measured so far, at once (closing
+                    # the connection can take seconds after a flood of publishes).
+                    for phase in phases:
+                        if phase.started is not None and phase.ended is None:
+                            phase.stop()
+                    progress.finish()
+                    print_results(args, phases, loop, interrupted=True)
+                    printed = True
+                    raise
+            if args.queue is None:
+                await ch.queue_delete(queue)
+    except asyncio.CancelledError:  # then exit code 130
+        if printed:
+            raise
+        if any(phase.started is not None for phase in phases):  # while deleting the queue
+            print_results(args, phases, loop, interrupted=True)
+        else:  # while connecting, or filling the queue
+            info(args, "bench: interrupted before anything was measured")
+        raise
+    print_results(args, phases, loop)
     return ExitCode.OK
 
 
@@ -226,7 +189,7 @@ async def _fill(ch: Channel, queue: str, body: bytes, args: argparse.Namespace) 
     have = (await ch.queue_declare(queue, passive=True)).message_count
     if have >= args.count:
         return
-    info(args, f"filling {queue!r} with {args.count - have:,} messages")
+    info(args, f"filling {queue!r} with {messages(args.count - have)}")
     filling = Phase("fill", args.count, have)
     for _ in range(args.count - have):
         await ch.basic_publish(body, routing_key=queue)
@@ -296,12 +259,17 @@ async def _watched(work: Awaitable[None], phases: list[Phase], conn: Connection,
 
 
 def _stalled(phases: list[Phase], conn: Connection, stall: float) -> str:
-    where = ", ".join(f"{p.name} {p.done:,} of {p.total:,}" for p in phases)
+    where = ", ".join(f"{p.name} {number(p.done)} of {number(p.total)}" for p in phases)
     why = f": the broker blocks publishers ({conn.blocked_reason})" if conn.is_blocked else ""
     return f"no progress for {stall:g}s ({where}){why}"
 
 
-def _print(args: argparse.Namespace, queue: str, results: list[dict[str, Any]]) -> None:
+def print_results(
+    args: argparse.Namespace, phases: list[Phase], loop: str, *, interrupted: bool = False
+) -> None:
+    """Print the settings and what ``phases`` measured, as a table or as JSON;
+    after an interruption, a phase that did not finish is marked as such."""
+    results = [phase_result(phase, args.size) for phase in phases]
     settings = {
         "mode": args.mode,
         "count": args.count,
@@ -310,15 +278,20 @@ def _print(args: argparse.Namespace, queue: str, results: list[dict[str, Any]]) 
         "prefetch": args.prefetch,
         "no_ack": args.no_ack,
         "queue": args.queue,
+        "loop": loop,
     }
     if args.json:
-        print(json.dumps({"settings": settings, "results": results}, indent=2))
+        report = {"settings": settings, "results": results, "interrupted": interrupted}
+        print(json.dumps(report, indent=2), flush=True)
         return
     sides = []
     if args.mode != "consume":
-        sides.append(f"confirms, window {args.confirm:,}" if args.confirm else "no confirms")
+        sides.append(f"confirms, window {number(args.confirm)}" if args.confirm else "no confirms")
     if args.mode != "publish":
-        sides.append("no acks" if args.no_ack else f"prefetch {args.prefetch:,}")
-    where = f"queue {queue!r}" if args.queue else "a temporary queue"
-    print(f"{args.count:,} messages of {args.size:,} bytes, {args.mode}, {', '.join(sides)}, {where}")
-    print(results_table(results))
+        sides.append("no acks" if args.no_ack else f"prefetch {number(args.prefetch)}")
+    where = f"queue {args.queue!r}" if args.queue else "a temporary queue"
+    print(
+        f"{messages(args.count)} of {number(args.size)} bytes, {args.mode}, {', '.join(sides)}, {where}, "
+        f"{loop} loop"
+    )
+    print(results_table(results, {phase.name: phase.total for phase in phases}), flush=True)

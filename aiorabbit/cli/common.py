@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -26,8 +27,12 @@ __all__ = [
     "connection",
     "info",
     "int_range",
+    "loop_name",
+    "messages",
+    "number",
     "parameters",
     "positive_float",
+    "rate",
     "table_arguments",
 ]
 
@@ -43,6 +48,33 @@ def info(args: argparse.Namespace, message: str) -> None:
     """A progress or summary line on stderr, unless ``--quiet``."""
     if not args.quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+# The one number format of what the commands write for people (summaries,
+# progress, the bench table): thousands separated by commas, rates in msg/s.
+# What they write for programs (declare/delete on stdout, --json) stays plain.
+
+
+def number(value: float) -> str:
+    """``12,345``: a count, or a rate rounded to a whole number."""
+    return f"{round(value):,}"
+
+
+def messages(count: int) -> str:
+    """``1 message``, ``12,345 messages``."""
+    return f"{number(count)} message{'' if count == 1 else 's'}"
+
+
+def rate(count: int, seconds: float) -> str:
+    """``12,345 msg/s``: ``count`` messages in ``seconds``."""
+    return f"{number(count / seconds if seconds > 0 else 0)} msg/s"
+
+
+def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """The package of the event loop (default: the running one): ``asyncio``,
+    ``uvloop``..."""
+    loop = asyncio.get_running_loop() if loop is None else loop
+    return type(loop).__module__.partition(".")[0]
 
 
 def parameters(args: argparse.Namespace) -> ConnectionParameters:

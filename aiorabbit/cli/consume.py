@@ -11,6 +11,7 @@ import decimal
 import json
 import mimetypes
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,10 +24,13 @@ from .common import (
     connection,
     info,
     int_range,
+    messages,
     positive_float,
+    rate,
     table_arguments,
 )
 from .errors import CliError, ExitCode
+from .progress import Phase, Progress, is_terminal, on_terminal
 
 __all__ = ["add_parsers", "jsonable", "message_record"]
 
@@ -39,6 +43,8 @@ received but not yet printed when the command stops go back to the queue.
 
 The command runs until --count messages arrived, the queue stayed idle for
 --timeout seconds, or Ctrl-C (exit code 130) or SIGTERM (exit code 0).
+With --count, a run that lasts shows a progress line on stderr when it is a
+terminal and stdout is not (the messages go to a file or a pipe).
 
 --format json prints one object per line: exchange, routing_key,
 redelivered, properties, headers and the body (as text when it is UTF-8,
@@ -261,28 +267,36 @@ def command(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 async def _consume(
     args: argparse.Namespace, plan: _Plan, sink: _Sink, arguments: dict[str, Any] | None
 ) -> int:
-    received = 0
+    phase = Phase("consume", args.count or 0)
+    last = 0.0  # when the last message was handled: the idle --timeout is not counted
     held: IncomingMessage | None = None
     report = False
     async with connection(args) as conn:
         ch = await conn.channel()
         await ch.basic_qos(prefetch_count=plan.prefetch)
         try:
-            async with ch.consume(args.queue, no_ack=plan.no_ack, arguments=arguments) as messages:
+            async with (
+                ch.consume(args.queue, no_ack=plan.no_ack, arguments=arguments) as consumer,
+                Progress([phase], sys.stderr, _progress_wanted(args)),
+            ):
                 report = True
-                while args.count is None or received < args.count:
-                    msg = await _next(messages, args.timeout)
+                phase.start()
+                while args.count is None or phase.done < args.count:
+                    msg = await _next(consumer, args.timeout)
                     if msg is None:
                         break
                     if plan.ack_first:
                         msg.ack()
                     sink.write(msg)
-                    received += 1
+                    phase.done += 1
+                    last = time.perf_counter()
                     if plan.hold:
                         held = msg
                     elif not plan.no_ack and not plan.ack_first:
                         msg.ack()
+                phase.ended = last or None
         except asyncio.CancelledError:
+            phase.ended = last or None
             raise  # interrupted (Ctrl-C, SIGTERM): still a summary
         except BaseException:
             report = False  # the error says it all
@@ -292,8 +306,14 @@ async def _consume(
             if held is not None and ch.is_open:
                 held.nack(multiple=True, requeue=True)
             if report:
-                info(args, _summary(args, plan, received))
+                info(args, _summary(args, plan, phase))
     return ExitCode.OK
+
+
+def _progress_wanted(args: argparse.Namespace) -> bool:
+    """A progress line for --count on a terminal, unless the messages are
+    printed on that terminal too (stdout): they are the progress there."""
+    return args.count is not None and on_terminal(args) and not is_terminal(sys.stdout)
 
 
 async def _next(messages: Consumer, timeout: float | None) -> IncomingMessage | None:
@@ -306,12 +326,14 @@ async def _next(messages: Consumer, timeout: float | None) -> IncomingMessage | 
         return None
 
 
-def _summary(args: argparse.Namespace, plan: _Plan, received: int) -> str:
-    plural = "" if received == 1 else "s"
+def _summary(args: argparse.Namespace, plan: _Plan, phase: Phase) -> str:
+    """``consumed 12,345 messages from 'jobs' in 0.52s (23,740 msg/s),
+    acknowledged``: the time from the start of the consumer to the last message."""
     if plan.hold:
         settled = "returned to the queue"
     elif args.no_ack:
         settled = "removed on delivery"
     else:
         settled = "acknowledged"
-    return f"consumed {received} message{plural} from {args.queue!r} ({settled})"
+    took = f" in {phase.seconds:.2f}s ({rate(phase.done, phase.seconds)})" if phase.done else ""
+    return f"consumed {messages(phase.done)} from {args.queue!r}{took}, {settled}"

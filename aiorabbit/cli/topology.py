@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from ..channel import Channel
-from .common import Formatter, add_arguments_option, connection, info, table_arguments
+from .common import Formatter, add_arguments_option, connection, info, messages, number, table_arguments
 from .errors import CliError, ExitCode
 
 __all__ = ["add_parsers"]
@@ -161,8 +161,8 @@ async def _declare_queue(ch: Channel, args: argparse.Namespace, arguments: dict[
     else:
         print(f"{ok.queue}\t{ok.message_count}\t{ok.consumer_count}")
     verb = "queue" if args.passive else "declared queue"
-    plural = "" if ok.message_count == 1 else "s"
-    info(args, f"{verb} {ok.queue!r}: {ok.message_count} message{plural}, {ok.consumer_count} consumer(s)")
+    consumers = f"{number(ok.consumer_count)} consumer{'' if ok.consumer_count == 1 else 's'}"
+    info(args, f"{verb} {ok.queue!r}: {messages(ok.message_count)}, {consumers}")
 
 
 async def _declare_binding(ch: Channel, args: argparse.Namespace, arguments: dict[str, Any] | None) -> None:
@@ -181,7 +181,7 @@ async def _delete_exchange(ch: Channel, args: argparse.Namespace, arguments: dic
 async def _delete_queue(ch: Channel, args: argparse.Namespace, arguments: dict[str, Any] | None) -> None:
     count = await ch.queue_delete(args.name, if_unused=args.if_unused, if_empty=args.if_empty)
     print(json.dumps({"queue": args.name, "messages": count}) if args.json else count)
-    info(args, f"deleted queue {args.name!r} ({count} message{'' if count == 1 else 's'})")
+    info(args, f"deleted queue {args.name!r} ({messages(count)})")
 
 
 async def _delete_binding(ch: Channel, args: argparse.Namespace, arguments: dict[str, Any] | None) -> None:
