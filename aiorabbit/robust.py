@@ -96,7 +96,11 @@ def endpoints(url_or_urls: str | Sequence[str] | None, **options: Any) -> list[C
 def _split_hosts(url: str | None) -> list[str | None]:
     if url is None:
         return [None]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # from_url explains what is wrong without quoting the password.
+        return [url]
     userinfo, at, hosts = parts.netloc.rpartition("@")
     if "," not in hosts:
         return [url]

@@ -96,6 +96,7 @@ async def test_a_step_that_fails_the_same_way_every_time_ends_in_recovery_failed
         await conn.close()
 
 
+@pytest.mark.slow
 async def test_a_connection_lost_soon_after_each_recovery_backs_off() -> None:
     # Every connection after the first is dropped as soon as it is open.
     # The attempt count used to restart at each recovery: no delay at all,
@@ -246,3 +247,10 @@ async def test_wait_for_times_out() -> None:
     with pytest.raises(asyncio.TimeoutError):
         await wait_for(asyncio.sleep(5), 0.05)
     assert await wait_for(asyncio.sleep(0, result=7), 1) == 7
+
+
+async def test_connect_robust_never_shows_a_malformed_urls_password() -> None:
+    for url in ("amqp://user:s3cr3t\uff03x@host/", "amqp://user:s3cr3t/x@h1,h2/", "amqp://user:s3cr3t#x@h1,h2/"):
+        with pytest.raises(aiorabbit.InvalidArgument) as caught:
+            await aiorabbit.connect_robust(url)
+        assert "s3cr3t" not in str(caught.value) and caught.value.__cause__ is None
