@@ -13,9 +13,18 @@ opt-in; any one of these turns them on:
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
+import pytest
+
 FIXTURES_MODULE = "aiorabbit.testing"
+FIXTURES = ("amqp_url", "amqp_connection", "amqp_channel", "amqp_names")
+OPT_IN_HINT = (
+    "aiorabbit's fixtures are opt-in: run 'pytest --aiorabbit', set 'aiorabbit_fixtures = true' "
+    "in the pytest ini options ([tool.pytest.ini_options] in pyproject.toml), or add "
+    "pytest_plugins = [\"aiorabbit.testing\"] to a conftest.py"
+)
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -43,3 +52,18 @@ def pytest_configure(config: Any) -> None:
     enabled = config.getoption("aiorabbit") or config.getini("aiorabbit_fixtures")
     if enabled and not config.pluginmanager.has_plugin(FIXTURES_MODULE):
         config.pluginmanager.import_plugin(FIXTURES_MODULE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Generator[None, Any, None]:
+    """When a test asks for an ``amqp_*`` fixture that is not enabled, say
+    how to enable it next to pytest's "fixture not found"."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "setup" or not report.failed:
+        return
+    if item.config.pluginmanager.has_plugin(FIXTURES_MODULE):
+        return
+    text = str(report.longrepr)
+    if any(f"fixture '{name}' not found" in text for name in FIXTURES):
+        report.sections.append(("aiorabbit", OPT_IN_HINT))

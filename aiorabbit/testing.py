@@ -2,7 +2,7 @@
 
 Opt in with ``pytest --aiorabbit``, ``aiorabbit_fixtures = true`` in the
 pytest ini options, or ``pytest_plugins = ["aiorabbit.testing"]`` in a
-``conftest.py`` (needs the ``aiorabbit[pytest]`` extra: pytest-asyncio, and
+``conftest.py`` (needs the ``aiorabbit-client[pytest]`` extra: pytest-asyncio, and
 testcontainers for the Docker fallback).  The fixtures:
 
 ``amqp_url`` (session)
@@ -19,16 +19,19 @@ testcontainers for the Docker fallback).  The fixtures:
     A :class:`Names`: unique queue and exchange names; whatever the test
     declared under them is deleted after it.
 
-:func:`broker_url` is the same discovery as a context manager, for scripts
-and other test runners.
+:func:`aiorabbit.discovery.broker_url` is the same discovery as a context
+manager, for scripts and other test runners (that module does not import
+pytest).
+
+pytest-asyncio warns while ``asyncio_default_fixture_loop_scope`` is unset:
+set it (``asyncio_default_fixture_loop_scope = "function"``) in the pytest
+ini options.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -37,68 +40,10 @@ import pytest_asyncio
 
 from .channel import Channel
 from .connection import Connection, connect
+from .discovery import BrokerUnavailable, broker_url
 from .exceptions import AMQPError, InvalidArgument
-from .parameters import ConnectionParameters, redact_urls
 
 __all__ = ["BrokerUnavailable", "Names", "broker_url"]
-
-LOCAL_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-CONTAINER_IMAGE = "rabbitmq:3-management"
-HOW_TO_START = (
-    "set AMQP_URL (or --amqp-url), start RabbitMQ on localhost:5672 "
-    "('rabbitmq-server -detached', or 'docker compose up -d' with aiorabbit's docker-compose.yml), "
-    "or run a Docker engine so that testcontainers can start one"
-)
-
-
-class BrokerUnavailable(RuntimeError):
-    """No broker answers and none could be started."""
-
-
-def _answers(url: str, timeout: float = 1.0) -> bool:
-    # A malformed URL raises InvalidArgument, whose message never holds the
-    # password (urllib's ValueError may: "Port could not be cast ... 's3cr3t'").
-    params = ConnectionParameters.from_url(url)
-    try:
-        with socket.create_connection((params.host, params.port), timeout):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def broker_url(url: str | None = None) -> Iterator[str]:
-    """Yield the URL of a running broker.
-
-    ``url`` (else ``$AMQP_URL``) is used when given and must answer; else the
-    broker on localhost:5672; else a container started with testcontainers,
-    stopped when the block ends.  Raises :class:`BrokerUnavailable`, or
-    :class:`~aiorabbit.InvalidArgument` for a malformed URL (neither
-    message holds the URL's password).
-    """
-    url = url or os.environ.get("AMQP_URL") or None
-    if url is not None:
-        if not _answers(url):
-            raise BrokerUnavailable(f"the broker at {redact_urls(url)} does not answer")
-        yield url
-        return
-    if _answers(LOCAL_URL):
-        yield LOCAL_URL
-        return
-    try:
-        from testcontainers.rabbitmq import RabbitMqContainer
-
-        container = RabbitMqContainer(CONTAINER_IMAGE)
-        container.start()
-    except Exception as exc:  # not installed, no Docker engine, no image...
-        raise BrokerUnavailable(f"no RabbitMQ broker: {HOW_TO_START} ({exc})") from exc
-    try:
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(5672)
-        yield f"amqp://guest:guest@{host}:{port}/%2F"
-    finally:
-        container.stop()
-
 
 class Names:
     """Unique queue and exchange names for one test.

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import aiorabbit
-from aiorabbit import testing
+from aiorabbit import discovery, testing
 
 pytest_plugins = ["pytester"]
 
@@ -165,25 +166,25 @@ async def test_a_malformed_url_fails_the_tests_that_need_it_without_its_password
 def test_broker_url_takes_the_given_url_then_the_environment(
     amqp_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with testing.broker_url(amqp_url) as url:
+    with discovery.broker_url(amqp_url) as url:
         assert url == amqp_url
     monkeypatch.setenv("AMQP_URL", amqp_url)
-    with testing.broker_url() as url:
+    with discovery.broker_url() as url:
         assert url == amqp_url
 
 
 def test_broker_url_falls_back_to_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AMQP_URL")
-    with testing.broker_url() as url:
-        assert url == testing.LOCAL_URL
+    with discovery.broker_url() as url:
+        assert url == discovery.LOCAL_URL
 
 
 def test_broker_url_says_how_to_start_a_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AMQP_URL")
-    monkeypatch.setattr(testing, "LOCAL_URL", f"amqp://127.0.0.1:{_free_port()}/")
+    monkeypatch.setattr(discovery, "LOCAL_URL", f"amqp://127.0.0.1:{_free_port()}/")
     # No testcontainers (as on a machine without it): the fallback reports that.
     monkeypatch.setitem(sys.modules, "testcontainers.rabbitmq", None)
-    with pytest.raises(testing.BrokerUnavailable, match="rabbitmq-server -detached"), testing.broker_url():
+    with pytest.raises(testing.BrokerUnavailable, match="rabbitmq-server -detached"), discovery.broker_url():
         pass
 
 
@@ -211,17 +212,17 @@ def test_broker_url_starts_and_stops_a_container(monkeypatch: pytest.MonkeyPatch
             calls.append("stop")
 
     monkeypatch.delenv("AMQP_URL")
-    monkeypatch.setattr(testing, "LOCAL_URL", f"amqp://127.0.0.1:{_free_port()}/")
+    monkeypatch.setattr(discovery, "LOCAL_URL", f"amqp://127.0.0.1:{_free_port()}/")
     module = types.SimpleNamespace(RabbitMqContainer=Container)
     monkeypatch.setitem(sys.modules, "testcontainers.rabbitmq", module)
-    with testing.broker_url() as url:
+    with discovery.broker_url() as url:
         assert url == "amqp://guest:guest@127.0.0.1:5672/%2F"
         assert calls == ["image rabbitmq:3-management", "start"]
     assert calls[-1] == "stop"
 
 
 def test_broker_url_rejects_a_silent_url_without_its_password() -> None:
-    with pytest.raises(testing.BrokerUnavailable) as info, testing.broker_url(
+    with pytest.raises(testing.BrokerUnavailable) as info, discovery.broker_url(
         f"amqps://user:hunter2@127.0.0.1:{_free_port()}/vhost"
     ):
         pass
@@ -255,3 +256,21 @@ def test_entry_point_is_registered() -> None:
     (entry,) = [e for e in entry_points(group="pytest11") if e.name == "aiorabbit"]
     assert entry.value == "aiorabbit.pytest_plugin"
     assert Path(entry.load().__file__).name == "pytest_plugin.py"
+
+
+async def test_a_missing_fixture_says_how_to_opt_in(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USES_FIXTURES)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*aiorabbit's fixtures are opt-in*--aiorabbit*aiorabbit_fixtures = true*"])
+
+
+def test_broker_discovery_does_not_import_pytest() -> None:
+    code = (
+        "import sys, aiorabbit.discovery as d\n"
+        "assert 'pytest' not in sys.modules, 'pytest imported'\n"
+        "with d.broker_url() as url: print(url)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("amqp://")
