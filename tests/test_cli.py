@@ -1094,3 +1094,25 @@ def test_loop_name() -> None:
         assert loop_name(loop) == "uvloop"
     finally:
         loop.close()
+
+
+async def test_consume_json_with_a_routing_key_that_is_not_utf8(
+    cli: Cli, channel: aiorabbit.Channel, names: Names
+) -> None:
+    # Another client published with routing key b"\xff\xfe-key": the JSON
+    # line escapes it (and the message is acked) instead of crashing.
+    import pika
+
+    queue = await _queue(channel, names)
+    await channel.queue_bind(queue, "amq.fanout")
+    params = pika.URLParameters(cli.url)
+    blocking = pika.BlockingConnection(params)
+    try:
+        raw_key = b"\xff\xfe-key"
+        blocking.channel().basic_publish(exchange="amq.fanout", routing_key=raw_key, body=b"raw")  # type: ignore[arg-type]
+    finally:
+        blocking.close()
+    result = await cli.ok("consume", queue, "-n", "1", "--format", "json")
+    record = json.loads(result.out)
+    assert record["routing_key"].encode("utf-8", "surrogateescape") == b"\xff\xfe-key"
+    assert (await channel.queue_declare(queue, passive=True)).message_count == 0

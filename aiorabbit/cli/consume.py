@@ -162,7 +162,7 @@ class _Sink:
 
     def write(self, msg: IncomingMessage) -> None:
         if self.fmt == "json":
-            self.emit(json.dumps(message_record(msg), ensure_ascii=False).encode() + b"\n")
+            self.emit(_json_line(message_record(msg)))
         elif self.fmt == "raw":
             self.emit(msg.body)
         else:
@@ -190,10 +190,9 @@ class _DirSink(_Sink):
     def write(self, msg: IncomingMessage) -> None:
         path = self._new_file(msg)
         if self.fmt == "json":
-            line = json.dumps(message_record(msg, path), ensure_ascii=False)
+            self.emit(_json_line(message_record(msg, path)))
         else:
-            line = str(path)
-        self.emit(line.encode() + b"\n")
+            self.emit(str(path).encode() + b"\n")
 
     def _new_file(self, msg: IncomingMessage) -> Path:
         suffix = _suffix(msg.properties.content_type)
@@ -337,3 +336,10 @@ def _summary(args: argparse.Namespace, plan: _Plan, phase: Phase) -> str:
         settled = "acknowledged"
     took = f" in {phase.seconds:.2f}s ({rate(phase.done, phase.seconds)})" if phase.done else ""
     return f"consumed {messages(phase.done)} from {args.queue!r}{took}, {settled}"
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
+    """One JSON line.  A routing key or header another client wrote as
+    non-UTF-8 bytes holds lone surrogates: they become ``\\udcXX`` escapes,
+    which a JSON reader turns back into the same string."""
+    return json.dumps(record, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
