@@ -4,7 +4,14 @@
 ``amqp_connection``, ``amqp_channel`` and ``amqp_names``.  The short names the
 suite uses (``connection``, ``channel``, ``names``) are those fixtures.
 
-Set ``AIORABBIT_TEST_LOOP=uvloop`` to run the whole suite under uvloop.
+Set ``AIORABBIT_TEST_LOOP=uvloop`` to run the whole suite under uvloop
+(``asyncio``, the default, is the only other value).
+
+The ``slow`` marker tags the tests that start extra broker nodes, the chaos
+run, the benchmarks and the other long tests: ``pytest -m "not slow"`` is the
+fast path for contributors (CONTRIBUTING.md).  It is set in the test files,
+except for the files listed in :data:`SLOW_ELSEWHERE`.  The ``extra_node``
+marker skips a test, saying why, where no extra node can be started.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ import pytest
 import aiorabbit
 from aiorabbit.testing import Names
 
+from . import ctl
+
 __all__ = ["Names"]
 
-_LOOP = os.environ.get("AIORABBIT_TEST_LOOP", "asyncio")
+LOOPS = ("asyncio", "uvloop")
+_LOOP = os.environ.get("AIORABBIT_TEST_LOOP") or "asyncio"
 
 #: A test still running after this many seconds is taken for hung: the
 #: stacks of its asyncio tasks are printed and the tasks cancelled, so that it
@@ -73,9 +83,58 @@ def names(amqp_names: Names) -> Names:
     return amqp_names
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: a long test (extra broker nodes, chaos, benchmarks, subprocesses); "
+        'deselect with -m "not slow"',
+    )
+    config.addinivalue_line(
+        "markers",
+        "extra_node: starts RabbitMQ nodes of its own (tests/broker_node.py); skipped, "
+        "saying why, where this machine cannot (no rabbitmq-server, no rabbitmq user)",
+    )
+    if _LOOP not in LOOPS:
+        raise pytest.UsageError(
+            f"AIORABBIT_TEST_LOOP={_LOOP!r} is not a known event loop: use one of {', '.join(LOOPS)}"
+        )
+    if _LOOP == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as exc:
+            raise pytest.UsageError(
+                f"AIORABBIT_TEST_LOOP=uvloop but uvloop cannot be imported: {exc}"
+            ) from None
+    ctl._forced()  # an unknown AIORABBIT_TEST_CTL is a usage error too
+
+
+#: Test files tagged ``slow`` as a whole from here, because their owners
+#: keep them free of this conftest's markers (every other file carries its
+#: own): file name -> why.
+SLOW_ELSEWHERE = {
+    "test_cli.py": "runs the aiorabbit command as subprocesses",
+    "test_testing_plugin.py": "runs inner pytest sessions as subprocesses",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("extra_node") is not None:
+        from .broker_node import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason:
+            pytest.skip(f"cannot start an extra RabbitMQ node: {reason}")
+
+
 def pytest_report_header(config: Any) -> str:
     return f"aiorabbit test event loop: {_LOOP}"
-
 
 
 def _cancel_hung(loop: asyncio.AbstractEventLoop) -> None:

@@ -13,11 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import aiorabbit
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_bench_runs_every_scenario_and_verifies_delivery(amqp_url: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench.py", "--url", amqp_url, "--clients", "aiorabbit,pika,bare",
@@ -83,6 +86,7 @@ def test_worker_fails_loudly_on_a_broker_error(amqp_url: str) -> None:
     assert "NotFound" in proc.stderr
 
 
+@pytest.mark.slow
 def test_memory_benchmark_stays_flat(amqp_url: str) -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/memory.py", "--url", amqp_url, "--count", "20000",

@@ -29,6 +29,8 @@ from aiorabbit import Channel, Connection, ConnectionClosed, ConnectionForced
 
 from .broker_node import BrokerNode, broker_node  # noqa: F401  (module-scoped fixture)
 
+pytestmark = [pytest.mark.slow, pytest.mark.extra_node]  # extra broker nodes: tests/broker_node.py
+
 LOW_WATERMARK = "0.0000001"  # of the machine's memory: the alarm goes off at once
 DEFAULT_WATERMARK = "0.4"  # RabbitMQ's default
 TIMEOUT = 10.0  # for anything that should happen promptly

@@ -10,9 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
+@pytest.mark.extra_node  # benchmarks/chaos.py restarts a node of its own
 def test_chaos_run_loses_nothing() -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/chaos.py", "--count", "20000"],

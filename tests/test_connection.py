@@ -159,6 +159,7 @@ async def test_an_interrupted_channel_open_keeps_its_number_until_closed(
         assert conn.is_open
 
 
+@pytest.mark.slow
 async def test_heartbeat_timeout_fails_waiters(amqp_url: str) -> None:
     async with Proxy("127.0.0.1", 5672) as proxy:
         conn = await aiorabbit.connect(proxy.url, heartbeat=1)
@@ -177,6 +178,7 @@ async def test_heartbeat_timeout_fails_waiters(amqp_url: str) -> None:
             await ch.queue_declare("", exclusive=True)
 
 
+@pytest.mark.slow
 async def test_heartbeats_keep_an_idle_link_alive(amqp_url: str) -> None:
     async with aiorabbit.connect(amqp_url, heartbeat=1) as conn:
         await asyncio.sleep(3.5)
@@ -247,6 +249,7 @@ async def test_writes_are_batched_per_loop_turn(connection: aiorabbit.Connection
     assert (await ch.queue_declare(q.queue, passive=True)).message_count == 200
 
 
+@pytest.mark.slow
 async def test_flow_control_makes_publishers_wait(amqp_url: str) -> None:
     async with Proxy("127.0.0.1", 5672) as proxy:
         conn = await aiorabbit.connect(proxy.url)

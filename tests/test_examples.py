@@ -248,7 +248,7 @@ def received(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("Received ")]
 
 
-pytestmark = pytest.mark.usefixtures("fresh")
+pytestmark = [pytest.mark.usefixtures("fresh"), pytest.mark.slow]  # slow: programs run as subprocesses
 
 
 # ----------------------------------------------------------------------

@@ -749,6 +749,7 @@ async def test_stop_during_recovery_and_unconfirmed_publishes(names: Names) -> N
         await rabbit.stop()  # idempotent
 
 
+@pytest.mark.slow
 async def test_stop_on_a_stalled_link_is_bounded_and_loses_nothing(
     connection: aiorabbit.Connection, names: Names
 ) -> None:

@@ -71,10 +71,12 @@ def test_corpus_is_valid(seed: int) -> None:
         assert run_case(Case(table, target="table")) is None
 
 
+@pytest.mark.slow
 def test_fuzz_fixed_seed() -> None:
     _check(Fuzzer(FIXED_SEED).run(FUZZ_SECONDS / 2))
 
 
+@pytest.mark.slow
 def test_fuzz_random_seed() -> None:
     seed = random.SystemRandom().randrange(2**32)
     print(f"fuzz seed {seed} (replay: scripts/fuzz.py --seed {seed})")

@@ -177,6 +177,7 @@ async def test_on_a_plain_connection_a_loss_raises(durable_queue: str) -> None:
                 await task
 
 
+@pytest.mark.slow
 async def test_slow_link_with_a_cut_loses_nothing(
     connection: aiorabbit.Connection, durable_queue: str
 ) -> None:

@@ -298,6 +298,7 @@ def test_block_follows_the_conventions(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.id)
+@pytest.mark.slow
 async def test_python_block_runs(block: Block, broker: dict[str, str], tmp_path: Path) -> None:
     tree = ast.parse(block.code)
     what = f"the README block at line {block.line} ({block.heading})"
@@ -344,6 +345,7 @@ def test_cli_block_is_consistent() -> None:
     assert counts and sum(counts) <= published, (counts, published)
 
 
+@pytest.mark.slow
 async def test_cli_block_runs(broker: dict[str, str], tmp_path: Path) -> None:
     block = _cli_block()
     script = tmp_path / "cli.sh"

@@ -397,6 +397,7 @@ async def eventually_count(conn: aiorabbit.Connection, queue: str, count: int) -
 # other ways to lose the connection
 
 
+@pytest.mark.slow
 async def test_heartbeat_timeout_recovers(proxy: Proxy) -> None:
     async with robust(proxy.url, heartbeat=1) as conn:
         events = Events(conn)
@@ -417,6 +418,7 @@ async def test_heartbeat_timeout_recovers(proxy: Proxy) -> None:
         assert (await consumer.get(5)).body == b"after"
 
 
+@pytest.mark.slow
 async def test_server_forced_close_recovers(proxy: Proxy) -> None:
     name = f"aiorabbit-robust-{uuid.uuid4().hex[:8]}"
     async with robust(proxy.url, name=name) as conn:
@@ -537,6 +539,7 @@ async def test_endpoint_list_and_comma_hosts() -> None:
 # calls while disconnected, closing while reconnecting
 
 
+@pytest.mark.slow
 async def test_calls_wait_then_raise_recovery_timeout(proxy: Proxy) -> None:
     async with robust(proxy.url, wait_timeout=0.5) as conn:
         events = Events(conn)
@@ -1007,6 +1010,7 @@ async def test_auto_delete_queue_whose_last_consumer_was_cancelled_is_not_recrea
         assert (await keeper.get(5)).body == b"k"
 
 
+@pytest.mark.slow
 async def test_exclusive_queue_resource_locked_is_retried(
     names: Names, connection: aiorabbit.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,8 @@ from aiorabbit import IncomingMessage, Properties
 
 from .broker_node import BrokerNode, broker_node, unavailable_reason  # noqa: F401  (module fixture)
 
+pytestmark = [pytest.mark.slow, pytest.mark.extra_node]  # extra broker nodes: tests/broker_node.py
+
 BACKOFF = aiorabbit.Backoff(initial=0.1, maximum=1.0)
 TIMEOUT = 30.0  # for anything that should happen (a restart takes 5-15 s here)
 EVENTS = ("disconnected", "reconnected", "recovery_failed", "recovery_error", "consumer_cancelled")

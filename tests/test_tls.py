@@ -29,6 +29,8 @@ from aiorabbit import AuthenticationError, ConnectionFailed
 
 from .broker_node import BrokerNode, TLSFiles, unavailable_reason
 
+pytestmark = [pytest.mark.slow, pytest.mark.extra_node]  # extra broker nodes: tests/broker_node.py
+
 CLIENT_CN = "aiorabbit-tls-client"
 TIMEOUT = 10.0
 
