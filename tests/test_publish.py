@@ -292,11 +292,19 @@ async def test_a_failing_socket_write_fails_every_pending_confirm(connection: ai
     transport = connection._transport
     assert transport is not None
 
-    def broken(*args: object) -> None:
-        raise RuntimeError("injected write failure")
+    class Broken:
+        """The real transport, but writing raises (uvloop's transport
+        attributes are read-only, so it is wrapped, not patched)."""
 
-    transport.writelines = broken  # type: ignore[method-assign]
-    transport.write = broken  # type: ignore[method-assign]
+        def __getattr__(self, name: str) -> object:
+            return getattr(transport, name)
+
+        def write(self, *args: object) -> None:
+            raise RuntimeError("injected write failure")
+
+        writelines = write
+
+    connection._transport = Broken()  # type: ignore[assignment]
     results = await asyncio.gather(
         *(ch.basic_publish(b"x", routing_key=q) for _ in range(3)), return_exceptions=True
     )
