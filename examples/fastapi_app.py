@@ -21,6 +21,7 @@ Every name starts with $AIORABBIT_EXAMPLES_PREFIX (the tests set it).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import uuid
@@ -31,6 +32,11 @@ from pydantic import BaseModel, Field
 
 import aiorabbit
 from aiorabbit.fastapi import RabbitMQ, RabbitPublisher
+
+# uvicorn configures only its own loggers: give aiorabbit's (a handler that
+# failed, a job that could not be decoded, a reconnect) a format and a level
+# too.  See docs/logging.md for a uvicorn --log-config file instead.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 PREFIX = os.environ.get("AIORABBIT_EXAMPLES_PREFIX", "")
 JOBS_EXCHANGE = f"{PREFIX}fastapi.jobs"
