@@ -395,6 +395,8 @@ class BrokerNode:
 
     def add_user(self, username: str, password: str, *, vhost: str = "/", tags: str = "") -> None:
         """Create a user with full permissions on ``vhost``."""
+        if password.startswith("-"):
+            raise ValueError("rabbitmqctl would read a password starting with '-' as an option")
         self.ctl("add_user", username, password)
         self.ctl("set_permissions", "-p", vhost, username, ".*", ".*", ".*")
         if tags:

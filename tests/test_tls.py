@@ -133,7 +133,7 @@ def tls() -> Iterator[TLSSetup]:
         rogue_cert, rogue_key = openssl.leaf("rogue", CLIENT_CN, "rogue-ca", "client")
         node.tls = TLSFiles(cacertfile=ca, certfile=server_cert, keyfile=server_key)
         node.start()
-        node.add_user(CLIENT_CN, secrets.token_urlsafe(16))
+        node.add_user(CLIENT_CN, secrets.token_hex(16))  # hex: a leading "-" would read as an option
         yield TLSSetup(node, ca, client_cert, client_key, rogue_ca, rogue_cert, rogue_key)
     finally:
         node.close()
