@@ -1,4 +1,5 @@
-"""What ``channel()`` returns: await it, or open and close it with ``async with``."""
+"""What ``connect()``, ``connect_robust()`` and ``channel()`` return: await
+it, or open it and close it with ``async with``."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ T = TypeVar("T", bound=_Closable)
 
 
 class Opening(Generic[T]):
-    """``await conn.channel()`` opens a channel; ``async with conn.channel()
-    as ch:`` opens it and closes it when the block ends (as
-    :func:`aiorabbit.connect` does for connections)."""
+    """``await opening`` opens the thing (a connection, a channel);
+    ``async with opening as it:`` opens it and closes it when the block
+    ends."""
 
     __slots__ = ("_open", "_opened")
 

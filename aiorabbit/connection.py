@@ -15,7 +15,7 @@ import collections
 import logging
 import platform
 import ssl
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 from . import __version__
@@ -865,38 +865,20 @@ class Connection:
             self._lost.set_result(None)
 
 
-class _Connect:
-    """What :func:`connect` returns: await it, or use it with ``async with``."""
-
-    def __init__(self, params: ConnectionParameters) -> None:
-        self._params = params
-        self._conn: Connection | None = None
-
-    def __await__(self) -> Generator[Any, None, Connection]:
-        return self._connect().__await__()
-
-    async def _connect(self) -> Connection:
-        params = self._params
-        attempt = 0
-        while True:
-            attempt += 1
-            conn = Connection(params)
-            try:
-                await conn._open()
-                return conn
-            except (ConnectionFailed, ConnectionClosed) as exc:
-                if attempt >= params.connection_attempts or not _retryable(exc):
-                    raise
-                log.info("connect attempt %d failed (%s); retrying", attempt, exc)
-                await asyncio.sleep(params.retry_delay)
-
-    async def __aenter__(self) -> Connection:
-        self._conn = await self._connect()
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+async def _connect(params: ConnectionParameters) -> Connection:
+    """Open a connection, trying ``connection_attempts`` times."""
+    attempt = 0
+    while True:
+        attempt += 1
+        conn = Connection(params)
+        try:
+            await conn._open()
+            return conn
+        except (ConnectionFailed, ConnectionClosed) as exc:
+            if attempt >= params.connection_attempts or not _retryable(exc):
+                raise
+            log.info("connect attempt %d failed (%s); retrying", attempt, exc)
+            await asyncio.sleep(params.retry_delay)
 
 
 def _fail(waiter: asyncio.Future[Any] | None, exc: BaseException) -> None:
@@ -913,7 +895,7 @@ def _retryable(exc: AMQPError) -> bool:
     return isinstance(exc, ConnectionLost)
 
 
-def connect(url: str | None = None, **options: Any) -> _Connect:
+def connect(url: str | None = None, **options: Any) -> Opening[Connection]:
     """Open a connection to RabbitMQ.
 
     ``url`` defaults to ``$AMQP_URL``, else
@@ -934,4 +916,4 @@ def connect(url: str | None = None, **options: Any) -> _Connect:
             params = params.replace(**options)
     else:
         params = ConnectionParameters.from_url(url, **options)
-    return _Connect(params)
+    return Opening(lambda: _connect(params))

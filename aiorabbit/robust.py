@@ -1415,31 +1415,20 @@ def _copy(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(arguments) if arguments else None
 
 
-class _ConnectRobust:
+class _ConnectRobust(Opening[RobustConnection]):
     """What :func:`connect_robust` returns: await it, or ``async with`` it."""
 
     def __init__(self, factory: Callable[[], RobustConnection]) -> None:
+        super().__init__(self._start)
         self._factory = factory
-        self._conn: RobustConnection | None = None
         #: The connection being opened (or open), once awaited: its
         #: ``last_error`` says why a first connect that is taking long fails.
         self.connection: RobustConnection | None = None
 
-    def __await__(self) -> Any:
-        return self._open().__await__()
-
-    async def _open(self) -> RobustConnection:
+    async def _start(self) -> RobustConnection:
         conn = self.connection = self._factory()
         await conn._start()
         return conn
-
-    async def __aenter__(self) -> RobustConnection:
-        self._conn = await self._open()
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._conn is not None:
-            await self._conn.close()
 
 
 def connect_robust(
