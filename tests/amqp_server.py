@@ -50,7 +50,7 @@ from aiorabbit.codec.frames import (
 )
 from aiorabbit.codec.properties import Properties
 
-__all__ = ["Handler", "Peer", "PeerClosed", "Published", "Script", "ScriptedServer"]
+__all__ = ["Handler", "Peer", "PeerClosed", "Published", "Script", "ScriptedServer", "serving"]
 
 _FRAME_HEAD = struct.Struct(">BHI")
 _CONTENT_HEAD = struct.Struct(">BHIHHQ")
@@ -484,9 +484,18 @@ class Peer:
         return reply
 
 
-async def _default_script(peer: Peer) -> None:
-    await peer.handshake()
-    await peer.serve()
+def serving(handlers: dict[type[Method], Handler] | None = None) -> Script:
+    """The script of a cooperative broker: the handshake, then
+    :meth:`Peer.serve` with ``handlers``."""
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.serve(handlers)
+
+    return script
+
+
+_default_script = serving()
 
 
 class ScriptedServer:

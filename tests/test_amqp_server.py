@@ -14,7 +14,7 @@ import aiorabbit
 from aiorabbit.codec import methods as m
 from aiorabbit.codec.frames import PROTOCOL_HEADER
 
-from .amqp_server import Peer, Published, ScriptedServer
+from .amqp_server import Peer, Published, ScriptedServer, serving
 
 
 async def test_handshake_channel_and_declare() -> None:
@@ -67,9 +67,7 @@ async def test_withheld_reply_leaves_the_call_pending() -> None:
         seen.append(method)
         return True  # no declare-ok
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.QueueDeclare: withhold})
+    script = serving({m.QueueDeclare: withhold})
 
     async with ScriptedServer(script) as server:
         async with aiorabbit.connect(server.url) as conn:
@@ -95,9 +93,7 @@ async def test_channel_close_reply_raises_precondition_failed() -> None:
         )
         return True
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.QueueDeclare: refuse})
+    script = serving({m.QueueDeclare: refuse})
 
     async with ScriptedServer(script) as server:
         async with aiorabbit.connect(server.url) as conn:
@@ -121,9 +117,7 @@ async def test_delivery_reaches_a_consumer() -> None:
         peer.deliver(channel, "ctag-1", b"hello", props, exchange="ex", routing_key="rk")
         return True
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.BasicConsume: consume})
+    script = serving({m.BasicConsume: consume})
 
     async with ScriptedServer(script) as server:
         async with aiorabbit.connect(server.url) as conn:

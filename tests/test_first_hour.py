@@ -15,7 +15,7 @@ import pytest
 import aiorabbit
 from aiorabbit.codec import methods as m
 
-from .amqp_server import Peer, ScriptedServer
+from .amqp_server import Peer, ScriptedServer, serving
 from .proxy import Proxy
 
 FAST = aiorabbit.Backoff(initial=0.05, maximum=0.2)
@@ -274,9 +274,7 @@ async def test_a_broker_close_still_raises_in_the_loop() -> None:
         peer.send_method(0, forced)
         return True
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.BasicConsume: closing})
+    script = serving({m.BasicConsume: closing})
 
     async with ScriptedServer(script) as server:
         conn = await aiorabbit.connect(server.url)

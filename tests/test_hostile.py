@@ -14,7 +14,7 @@ from aiorabbit.backoff import is_recoverable
 from aiorabbit.codec import methods as m
 from aiorabbit.codec.frames import PROTOCOL_HEADER
 
-from .amqp_server import Peer, ScriptedServer
+from .amqp_server import Peer, ScriptedServer, serving
 
 
 def _rss() -> int:
@@ -189,9 +189,7 @@ def _withhold(peer: Peer, channel: int, method: object) -> bool:
 
 
 async def test_a_withheld_reply_times_out_and_closes_the_channel() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.QueueDeclare: _withhold})
+    script = serving({m.QueueDeclare: _withhold})
 
     async with ScriptedServer(script) as server:
         async with aiorabbit.connect(server.url) as conn:
@@ -226,9 +224,7 @@ async def test_call_timeout_is_a_connection_default_and_a_late_reply_is_dropped(
         late.append((peer, channel, method))
         return True
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.QueueDeclare: remember, m.ChannelClose: _withhold})
+    script = serving({m.QueueDeclare: remember, m.ChannelClose: _withhold})
 
     async with ScriptedServer(script) as server:
         conn = await aiorabbit.connect(server.url, call_timeout=0.2)
@@ -260,9 +256,7 @@ async def test_a_robust_channel_opens_a_new_channel_after_a_timeout() -> None:
         withheld += 1
         return withheld == 1  # only the first declare goes unanswered
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.QueueDeclare: once})
+    script = serving({m.QueueDeclare: once})
 
     async with ScriptedServer(script) as server:
         async with aiorabbit.connect_robust(server.url) as conn:
@@ -277,9 +271,7 @@ async def test_a_robust_channel_opens_a_new_channel_after_a_timeout() -> None:
 
 
 async def test_update_secret_without_a_reply_times_out_and_closes() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.ConnectionUpdateSecret: _withhold})
+    script = serving({m.ConnectionUpdateSecret: _withhold})
 
     async with ScriptedServer(script) as server:
         conn = await aiorabbit.connect(server.url, call_timeout=0.2)

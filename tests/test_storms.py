@@ -13,7 +13,7 @@ import pytest
 import aiorabbit
 from aiorabbit.codec import methods as m
 
-from .amqp_server import Peer, ScriptedServer
+from .amqp_server import Peer, ScriptedServer, serving
 from .proxy import Proxy
 
 
@@ -42,9 +42,7 @@ async def test_garbage_after_consume_ok_ends_recovery_instead_of_a_loop() -> Non
         peer.send_raw(b"\x09\x00\x00\x00\x00\x00\x00\xce")  # an unknown frame type
         return True
 
-    async def script(peer: Peer) -> None:
-        await peer.handshake()
-        await peer.serve({m.BasicConsume: garbage})
+    script = serving({m.BasicConsume: garbage})
 
     async with ScriptedServer(script) as server:
         conn = await aiorabbit.connect_robust(server.url)
