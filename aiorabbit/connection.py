@@ -329,10 +329,9 @@ class Connection:
             await wait_for(self._ch0_call(update), timeout)
         except asyncio.TimeoutError:
             # The broker's state is unknown: the connection cannot be trusted.
-            self._abort(ConnectionLost(0, f"no reply to connection.update-secret within {timeout:g} s"))
-            raise OperationTimeout(
-                f"no reply to connection.update-secret within {timeout:g} s; the connection is closed"
-            ) from None
+            text = f"no reply to connection.update-secret within {timeout:g} s"
+            self._abort(ConnectionLost(0, text))
+            raise OperationTimeout(f"{text}; the connection is closed") from None
 
     async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
         """Close gracefully (idempotent): the broker acknowledges with close-ok

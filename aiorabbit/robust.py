@@ -1220,7 +1220,7 @@ class RobustConsumer:
         rconn = self.channel._rconn
         while True:
             if self._cancelled or getattr(self._exc, "by_client", False):
-                raise StopAsyncIteration  # the program closed it
+                raise StopAsyncIteration  # the program ended it
             if self._exc is not None:
                 raise self._exc
             inner = self._inner
@@ -1228,8 +1228,8 @@ class RobustConsumer:
                 try:
                     await self._wait_ready()
                 except (ConnectionClosed, ChannelClosed):
-                    if rconn._closing:
-                        raise StopAsyncIteration from None  # the program closed it
+                    if self._closed_by_program():
+                        raise StopAsyncIteration from None
                     raise
                 continue
             try:
@@ -1248,15 +1248,20 @@ class RobustConsumer:
                 # Only a connection closed for good ends the iteration: an
                 # error on a channel or connection that recovery replaces
                 # (even one seen while it is under way) means waiting for it.
-                if rconn._state is State.CLOSED or rconn._closing:
-                    if rconn._closing:
-                        raise StopAsyncIteration from None  # the program closed it
+                if self._closed_by_program():
+                    raise StopAsyncIteration from None
+                if rconn._state is State.CLOSED:
                     raise
                 self._lost(inner)
                 continue
             if self._stream:
                 self._track(msg)
             return msg
+
+    def _closed_by_program(self) -> bool:
+        """An error came because the program is closing the connection: the
+        iteration ends cleanly instead of raising it."""
+        return self.channel._rconn._closing
 
     async def get(self, timeout: float | None = None) -> IncomingMessage:
         """The next message, waiting at most ``timeout`` seconds."""
