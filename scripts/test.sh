@@ -11,6 +11,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== seams (tools/seams.py)"
+.venv/bin/python tools/seams.py
 echo "== the sdist and the wheel, and the wheel alone in a fresh virtualenv"
 bash scripts/check_dist.sh
 echo "== pytest (asyncio loop, branch coverage)"
