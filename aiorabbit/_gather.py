@@ -15,7 +15,7 @@ import asyncio
 import os
 import sys
 
-from .codec._primitives import Buffer
+from .codec import Buffer
 
 __all__ = ["gather_fd", "write_gathered"]
 

@@ -1,36 +1,46 @@
-"""AMQP channels: awaitable methods, publishing, confirms and deliveries."""
+"""AMQP channels: awaitable methods, publishing, confirms and deliveries.
+
+A channel sits on its connection through a :class:`~aiorabbit.link.ChannelLink`
+(it writes to the connection's outbox and asks it, through callables, to
+free its number or to fail on a protocol error) and is reached by the
+connection's frame router through the :class:`~aiorabbit.link.ChannelPort`
+it hands over.  Content frames go to its :class:`~aiorabbit.assembly.Assembler`,
+confirms to its :class:`~aiorabbit.confirms.Confirms`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import math
 import struct
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._futures import retrieve
+from ._inputs import copy_arguments, owned_body
+from .assembly import Assembler
+from .codec import NO_PROPERTIES, Buffer, Method
 from .codec import methods as m
-from .codec._primitives import Buffer, Method
-from .codec.frames import encode_content_frames, encode_method_frame
+from .codec.frames import FRAME_END, FRAME_METHOD, encode_content_frames, encode_method_frame
 from .codec.properties import Properties
-from .consumer import Consumer
+from .confirms import Confirms
+from .consumer import Consumer, ConsumerHooks, ConsumerPort
 from .exceptions import (
     AMQPError,
-    BodyTooLarge,
     ChannelClosed,
     ConnectionClosed,
     ConsumerCancelled,
     InvalidArgument,
     MessageAlreadySettled,
-    MessageReturned,
     OperationTimeout,
     ProtocolError,
-    PublishNacked,
     channel_error,
     closed_by_client,
 )
-from .message import IncomingMessage, ReturnedMessage
+from .link import ChannelLink, ChannelPort
+from .message import IncomingMessage, ReturnedMessage, Settle
+from .phase import Phase, check_transition
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -39,19 +49,27 @@ __all__ = ["Channel", "DeclareOk"]
 
 log = logging.getLogger("aiorabbit")
 
-_NO_PROPERTIES = b"\x00\x00"
-# A body whose frame still has this much to come is read straight into its
-# assembly buffer (see ``_Protocol.get_buffer``); less is not worth a read.
-DIRECT_READ_MIN = 32 * 1024
-# Assembly buffers up to this size are kept for the channel's next body.
-_SCRATCH_MAX = 8 * 1024 * 1024
 _METHOD_CACHE_SIZE = 512
-# basic.ack (80) / basic.reject (90) / basic.nack (120) as one whole frame:
-# type, channel, size 13, class 60, method, delivery tag, flag bits, frame end.
+# The basic class: publishes and settles are its methods.
+_BASIC = m.BasicPublish.CLASS_ID
+# Counted per publish, beside its body, toward the outbox's flush threshold:
+# about what its method frame and content header take.
+_FRAME_OVERHEAD = 64
+# basic.ack / basic.nack / basic.reject as one whole frame: type, channel,
+# size 13, class, method, delivery tag, flag bits, frame end.
 _SETTLE_FRAME = struct.Struct(">BHIHHQBB")
-_SETTLE_METHOD = (80, 120, 90)
+_SETTLE_SIZE = 13
+
+
+# Indexed by ``Settle``.
+_SETTLE_METHOD = (m.BasicAck.METHOD_ID, m.BasicNack.METHOD_ID, m.BasicReject.METHOD_ID)
+_ACK, _NACK = Settle.ACK, Settle.NACK
+# Flag bits: basic.ack has ``multiple``; basic.nack ``multiple`` then
+# ``requeue``; basic.reject ``requeue``.
+_MULTIPLE, _NACK_REQUEUE, _REJECT_REQUEUE = 1, 2, 1
 
 ReturnCallback = Callable[[ReturnedMessage], Any]
+ConsumerEnded = Callable[[Consumer, BaseException], None]
 
 
 class DeclareOk(NamedTuple):
@@ -80,47 +98,49 @@ class Channel:
         connection: Connection,
         number: int,
         *,
+        link: ChannelLink,
         on_return: ReturnCallback | None = None,
     ) -> None:
         self._conn = connection
-        self._loop = connection._loop
+        self._link = link
+        self._out = link.outbox
+        self._loop = asyncio.get_running_loop()
         self.number = number
         self.on_return = on_return
+        self._phase = Phase.OPENING
+        self._closed_exc: BaseException | None = None
+        self._call_timeout = connection.params.call_timeout
         self._rpc_lock = asyncio.Lock()
         self._rpc_waiter: asyncio.Future[Any] | None = None
         self._rpc_request: Method | None = None  # its RESPONSES are what we wait for
         self._rpc_on_reply: Callable[[Any], None] | None = None
-        self._closed_exc: BaseException | None = None
-        self._closing = False
-        self._open_done = False
-        # content assembly
-        self._content_method: Method | None = None
-        self._content_size = 0
-        self._content_props = _NO_PROPERTIES
-        self._content_buf: bytearray | None = None  # a body arriving in parts
-        self._content_got = 0
-        self._scratch = bytearray()
-        self._max_body = connection.params.max_body_size
+        self._content = Assembler(number, connection.params.max_body_size, self._on_content,
+                                  link.protocol_failure)
         # publishing
         self._method_cache: dict[tuple[str, str, bool], bytes] = {}
         self._confirm_mode = False
-        self._publish_seq = 0
-        self._confirms: dict[int, asyncio.Future[None]] = {}
-        self._confirm_order: collections.deque[int] = collections.deque()
-        self._mandatory: collections.deque[tuple[int, str, str]] = collections.deque()
+        self._confirms = Confirms(self._loop)
         # consuming
-        self._consumers: dict[str, Consumer] = {}
+        self._consumers: dict[str, ConsumerPort] = {}
+        self._consumer_hooks = ConsumerHooks(self._basic_consume, self._basic_cancel, link.reading)
         self._settled_through = 0
+        self._settle_message = self._settle  # bound once, handed to every message
         self._handlers: dict[type[Method], Callable[[Any], None]] = {
-            m.BasicDeliver: self._on_deliver,
-            m.BasicAck: self._on_ack,
-            m.BasicNack: self._on_nack,
-            m.BasicReturn: self._start_content,
-            m.BasicGetOk: self._start_content,
+            m.BasicDeliver: self._content.start,
+            m.BasicAck: self._confirms.on_ack,
+            m.BasicNack: self._confirms.on_nack,
+            m.BasicReturn: self._content.start,
+            m.BasicGetOk: self._content.start,
             m.BasicCancel: self._on_server_cancel,
             m.ChannelClose: self._on_close,
             m.ChannelFlow: self._on_flow,
         }
+        self._port = ChannelPort(
+            self._on_method, self._content.header, self._content.body, self._content.body_target,
+            self._content.receiving_large_body, self._content.body_placed, self._awaits_frame,
+            self._open, self._set_closed,
+        )
+        link.attach(number, self._port)
 
     # ------------------------------------------------------------------
     # state
@@ -131,14 +151,19 @@ class Channel:
         return self._conn
 
     @property
+    def state(self) -> Phase:
+        """``opening``, ``open``, ``closing`` or ``closed``."""
+        return self._phase
+
+    @property
     def is_open(self) -> bool:
         """True while the channel can be used."""
-        return self._open_done and self._closed_exc is None and not self._closing
+        return self._phase is Phase.OPEN
 
     @property
     def is_closed(self) -> bool:
         """True once the channel is closed."""
-        return self._closed_exc is not None
+        return self._phase is Phase.CLOSED
 
     @property
     def closed_reason(self) -> BaseException | None:
@@ -150,6 +175,11 @@ class Channel:
         """True once ``confirm.select`` succeeded on this channel."""
         return self._confirm_mode
 
+    def _enter(self, phase: Phase) -> None:
+        """Every change of state goes through here."""
+        check_transition(self._phase, phase)
+        self._phase = phase
+
     def _check_open(self) -> None:
         exc = self._closed_exc
         if exc is not None:
@@ -160,8 +190,7 @@ class Channel:
             )
 
     def __repr__(self) -> str:
-        state = "open" if self.is_open else ("closed" if self.is_closed else "opening")
-        return f"<aiorabbit.Channel {self.number} {state}>"
+        return f"<aiorabbit.Channel {self.number} {self._phase.value}>"
 
     async def __aenter__(self) -> Channel:
         return self
@@ -184,7 +213,7 @@ class Channel:
         self._check_open()
         frame = encode_method_frame(self.number, method)  # bad input raises here
         if timeout is None:
-            timeout = self._conn.params.call_timeout
+            timeout = self._call_timeout
         lock = self._rpc_lock
         await lock.acquire()
         fut: asyncio.Future[Any] | None = None
@@ -195,8 +224,8 @@ class Channel:
             self._rpc_waiter = fut
             self._rpc_request = method
             self._rpc_on_reply = on_reply
-            self._conn._send_one(frame)
-            self._conn._frame_awaited()
+            self._out.send_one(frame)
+            self._link.reading.frame_awaited()
             if timeout is not None and timeout != math.inf:
                 timer = self._loop.call_later(timeout, self._reply_overdue, fut, method, timeout)
             return await asyncio.shield(fut)
@@ -209,7 +238,7 @@ class Channel:
                 # Cancelled while the reply is due: the slot stays taken until
                 # it arrives, so the next call cannot receive this reply.
                 def release(done: asyncio.Future[Any]) -> None:
-                    _retrieve(done)
+                    retrieve(done)
                     lock.release()
 
                 fut.add_done_callback(release)
@@ -233,12 +262,10 @@ class Channel:
         from here on, frames for it are dropped until its close-ok (or a
         close) arrives, when its number is free again."""
         self._set_closed(exc)
-        self._closing = True
-        self._on_method = self._drop_method  # type: ignore[method-assign]
-        self._on_header = self._drop_content  # type: ignore[method-assign, assignment]
-        self._on_body = self._drop_content  # type: ignore[method-assign, assignment]
+        self._link.attach(self.number, self._port._replace(
+            on_method=self._drop_method, on_header=_drop, on_body=_drop))
         if send_close and self._conn.is_open:
-            self._conn._send_method(
+            self._out.send_method(
                 self.number,
                 m.ChannelClose(reply_code=200, reply_text="abandoned by client", class_id=0, method_id=0),
             )
@@ -246,16 +273,13 @@ class Channel:
     def _drop_method(self, method: Method) -> None:
         kind = type(method)
         if kind is m.ChannelClose:
-            self._conn._send_method(self.number, m.ChannelCloseOk())
+            self._out.send_method(self.number, m.ChannelCloseOk())
         if kind is m.ChannelClose or kind is m.ChannelCloseOk:
-            self._conn._release_channel(self.number)
-
-    def _drop_content(self, *args: Any) -> None:
-        pass
+            self._link.release(self.number)
 
     def _awaits_frame(self) -> bool:
         """True while a reply or a confirm is due on this channel."""
-        return self._rpc_waiter is not None or bool(self._confirms)
+        return self._rpc_waiter is not None or bool(self._confirms.pending)
 
     def _complete_rpc(self, result: Any) -> None:
         fut = self._rpc_waiter
@@ -265,16 +289,17 @@ class Channel:
 
     async def _open(self) -> None:
         await self._call(m.ChannelOpen())
-        self._open_done = True
+        if self._phase is Phase.OPENING:
+            self._enter(Phase.OPEN)
 
     async def close(self, *, timeout: float | None = None) -> None:
         """Close the channel (idempotent).  Consumers end, pending confirms
         fail with :class:`ChannelClosed`.  It returns within ``timeout``
         (default: the connection's ``call_timeout``) even if the broker
         never answers."""
-        if self._closed_exc is not None or self._closing:
+        if self._phase is Phase.CLOSED or self._phase is Phase.CLOSING:
             return
-        self._closing = True
+        self._enter(Phase.CLOSING)
         abandoned = False
         try:
             await self._call(
@@ -288,7 +313,7 @@ class Channel:
         finally:
             self._set_closed(closed_by_client(ChannelClosed(200, "closed by client")))
             if not abandoned:
-                self._conn._release_channel(self.number)
+                self._link.release(self.number)
 
     async def flow(self, active: bool, *, timeout: float | None = None) -> bool:
         """Ask the broker to pause (``False``) or resume deliveries."""
@@ -316,7 +341,7 @@ class Channel:
                 durable=durable,
                 auto_delete=auto_delete,
                 internal=internal,
-                arguments=_table(arguments),
+                arguments=copy_arguments(arguments),
             ),
             timeout=timeout,
         )
@@ -343,7 +368,8 @@ class Channel:
         """Bind exchange ``destination`` to exchange ``source``."""
         await self._call(
             m.ExchangeBind(
-                destination=destination, source=source, routing_key=routing_key, arguments=_table(arguments)
+                destination=destination, source=source, routing_key=routing_key,
+                arguments=copy_arguments(arguments),
             ),
             timeout=timeout,
         )
@@ -360,7 +386,8 @@ class Channel:
         """Remove an exchange-to-exchange binding."""
         await self._call(
             m.ExchangeUnbind(
-                destination=destination, source=source, routing_key=routing_key, arguments=_table(arguments)
+                destination=destination, source=source, routing_key=routing_key,
+                arguments=copy_arguments(arguments),
             ),
             timeout=timeout,
         )
@@ -384,7 +411,7 @@ class Channel:
                 durable=durable,
                 exclusive=exclusive,
                 auto_delete=auto_delete,
-                arguments=_table(arguments),
+                arguments=copy_arguments(arguments),
             ),
             timeout=timeout,
         )
@@ -401,7 +428,9 @@ class Channel:
     ) -> None:
         """Bind a queue to an exchange."""
         await self._call(
-            m.QueueBind(queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments)),
+            m.QueueBind(
+                queue=queue, exchange=exchange, routing_key=routing_key, arguments=copy_arguments(arguments)
+            ),
             timeout=timeout,
         )
 
@@ -417,7 +446,7 @@ class Channel:
         """Remove a queue binding."""
         await self._call(
             m.QueueUnbind(
-                queue=queue, exchange=exchange, routing_key=routing_key, arguments=_table(arguments)
+                queue=queue, exchange=exchange, routing_key=routing_key, arguments=copy_arguments(arguments)
             ),
             timeout=timeout,
         )
@@ -517,36 +546,30 @@ class Channel:
         """
         if self._closed_exc is not None:
             self._check_open()
-        conn = self._conn
-        if conn._write_paused or conn._blocked_reason is not None or conn._closing:
-            await conn._wait_writable()
+        out = self._out
+        if out.hold:
+            await out.wait_writable()
             self._check_open()
         key = (exchange, routing_key, mandatory)
         method = self._method_cache.get(key)
         if method is None:
             method = self._encode_publish(key)
         if properties is None:
-            props = _NO_PROPERTIES
+            props = NO_PROPERTIES
         elif isinstance(properties, Properties):
             props = properties.encode()
         else:
             raise InvalidArgument("properties must be an aiorabbit.Properties")
         if type(body) is not bytes:
-            body = _owned_body(body)
+            body = owned_body(body)
         parts: list[Buffer] = [method]
-        encode_content_frames(self.number, 60, body, props, conn.frame_max, parts)
+        encode_content_frames(self.number, _BASIC, body, props, self._conn.frame_max, parts)
         if not self._confirm_mode:
-            conn._send(parts, len(body) + 64)
+            out.send(parts, len(body) + _FRAME_OVERHEAD)
             return
-        self._publish_seq = tag = self._publish_seq + 1
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self._confirms[tag] = fut
-        self._confirm_order.append(tag)
-        if mandatory:
-            self._mandatory.append((tag, exchange, routing_key))
-        conn._send(parts, len(body) + 64)
-        if conn._reading_paused:
-            conn._frame_awaited()
+        fut = self._confirms.track(mandatory, exchange, routing_key)
+        out.send(parts, len(body) + _FRAME_OVERHEAD)
+        self._link.reading.frame_awaited()
         await fut
 
     def _encode_publish(self, key: tuple[str, str, bool]) -> bytes:
@@ -559,55 +582,12 @@ class Channel:
         self._method_cache[key] = frame
         return frame
 
-    def _on_ack(self, method: m.BasicAck) -> None:
-        tag = method.delivery_tag
-        confirms = self._confirms
-        if method.multiple:
-            order = self._confirm_order
-            while order and order[0] <= tag:
-                fut = confirms.pop(order.popleft(), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(None)
-        else:
-            fut = confirms.pop(tag, None)
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-        if not confirms:
-            self._confirm_order.clear()
-
-    def _on_nack(self, method: m.BasicNack) -> None:
-        tag = method.delivery_tag
-        if method.multiple:
-            order = self._confirm_order
-            while order and order[0] <= tag:
-                number = order.popleft()
-                self._nack_one(number)
-        else:
-            self._nack_one(tag)
-
-    def _nack_one(self, tag: int) -> None:
-        fut = self._confirms.pop(tag, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(PublishNacked(tag))
-
     def _on_return(self, method: m.BasicReturn, body: bytes, props: bytes) -> None:
         returned = ReturnedMessage(
             body, props, method.reply_code, method.reply_text, method.exchange, method.routing_key
         )
-        # The broker returns a message before it acks it, and returns arrive
-        # in publish order: the oldest pending mandatory publish to the same
-        # exchange and routing key is the one that came back.
-        pending = self._mandatory
-        while pending and pending[0][0] not in self._confirms:
-            pending.popleft()
-        for entry in pending:
-            tag, exchange, routing_key = entry
-            if exchange == method.exchange and routing_key == method.routing_key:
-                fut = self._confirms.get(tag)
-                if fut is not None and not fut.done():
-                    pending.remove(entry)
-                    fut.set_exception(MessageReturned(returned))
-                    return
+        if self._confirms.returned(returned):
+            return
         if self.on_return is not None:
             try:
                 self.on_return(returned)
@@ -627,12 +607,22 @@ class Channel:
         exclusive: bool = False,
         arguments: Mapping[str, Any] | None = None,
         consumer_tag: str | None = None,
+        callback: Callable[[IncomingMessage], Any] | None = None,
+        on_end: ConsumerEnded | None = None,
     ) -> Consumer:
         """A consumer to use as ``async with ch.consume(q) as messages:``
         then ``async for msg in messages:``.  Leaving the block cancels it
-        and returns messages not yet handed out to the queue."""
+        and returns messages not yet handed out to the queue.
+
+        With ``callback`` the consumer calls it for each delivery instead
+        (see :meth:`basic_consume`); start it with ``await
+        consumer.start()`` and stop it with ``await consumer.cancel()``.
+        ``on_end(consumer, error)`` is called once, at once, when the
+        consumer ends other than by :meth:`Consumer.cancel`: cancelled by
+        the broker, or its channel or connection closed."""
         return Consumer(
-            self, queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments, consumer_tag=consumer_tag
+            self, queue, no_ack=no_ack, exclusive=exclusive, arguments=copy_arguments(arguments),
+            consumer_tag=consumer_tag, callback=callback, on_end=on_end, hooks=self._consumer_hooks,
         )
 
     async def basic_consume(
@@ -648,20 +638,18 @@ class Channel:
         """Start a consumer that calls ``callback(message)`` for each delivery
         (a coroutine function is awaited, one message at a time, in order).
         Return the consumer tag."""
-        consumer = Consumer(
-            self, queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments,
-            consumer_tag=consumer_tag, callback=callback,
-        )
+        consumer = self.consume(queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments,
+                                consumer_tag=consumer_tag, callback=callback)
         await consumer.start()
         assert consumer.consumer_tag is not None
         return consumer.consumer_tag
 
     async def basic_cancel(self, consumer_tag: str) -> None:
         """Cancel the consumer with ``consumer_tag``."""
-        consumer = self._consumers.get(consumer_tag)
-        if consumer is None:
+        port = self._consumers.get(consumer_tag)
+        if port is None:
             raise InvalidArgument(f"no consumer {consumer_tag!r} on this channel")
-        await consumer.cancel()
+        await port.consumer.cancel()
 
     async def basic_get(
         self,
@@ -675,11 +663,11 @@ class Channel:
         got: IncomingMessage | None = await self._call(method, timeout=timeout)
         return got
 
-    async def _basic_consume(self, consumer: Consumer) -> str:
+    async def _basic_consume(self, consumer: Consumer, port: ConsumerPort) -> str:
         def registered(reply: m.BasicConsumeOk) -> None:
             # Runs before any delivery for the tag can be dispatched.
             consumer.consumer_tag = reply.consumer_tag
-            self._consumers[reply.consumer_tag] = consumer
+            self._consumers[reply.consumer_tag] = port
 
         reply = await self._call(
             m.BasicConsume(
@@ -687,7 +675,7 @@ class Channel:
                 consumer_tag=consumer.consumer_tag or "",
                 no_ack=consumer.no_ack,
                 exclusive=consumer.exclusive,
-                arguments=_table(consumer.arguments),
+                arguments=copy_arguments(consumer.arguments),
             ),
             on_reply=registered,
         )
@@ -695,27 +683,23 @@ class Channel:
 
     async def _basic_cancel(self, consumer: Consumer) -> None:
         tag = consumer.consumer_tag
-        if tag is None or tag not in self._consumers:
+        if tag is None or tag not in self._consumers or not self.is_open:
             return
         try:
             await self._call(m.BasicCancel(consumer_tag=tag))
         finally:
             self._consumers.pop(tag, None)
 
-    def _on_deliver(self, method: m.BasicDeliver) -> None:
-        self._start_content(method)
-
     def _on_server_cancel(self, method: m.BasicCancel) -> None:
-        consumer = self._consumers.pop(method.consumer_tag, None)
+        port = self._consumers.pop(method.consumer_tag, None)
         if not method.nowait:
-            self._conn._send_method(self.number, m.BasicCancelOk(consumer_tag=method.consumer_tag))
-        if consumer is not None:
+            self._out.send_method(self.number, m.BasicCancelOk(consumer_tag=method.consumer_tag))
+        if port is not None:
             log.warning("broker cancelled consumer %r", method.consumer_tag)
-            consumer._fail(ConsumerCancelled(method.consumer_tag))
+            port.end(ConsumerCancelled(method.consumer_tag))
 
-    def _settle(self, msg: IncomingMessage, kind: int, multiple: bool, requeue: bool) -> None:
-        if msg._channel is not self:  # pragma: no cover - defensive
-            raise MessageAlreadySettled("message belongs to another channel")
+    def _settle(self, msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
+        """Every ack, nack and reject of this channel's messages ends here."""
         if self._closed_exc is not None:
             self._check_open()
         tag = msg.delivery_tag
@@ -724,27 +708,26 @@ class Channel:
         msg.settled = True
         if multiple:
             self._settled_through = tag
-        if kind == 0:
-            bits = 1 if multiple else 0  # multiple
-        elif kind == 1:
-            bits = (1 if multiple else 0) | (2 if requeue else 0)  # multiple, requeue
+        if kind == _ACK:
+            bits = _MULTIPLE if multiple else 0
+        elif kind == _NACK:
+            bits = (_MULTIPLE if multiple else 0) | (_NACK_REQUEUE if requeue else 0)
         else:
-            bits = 1 if requeue else 0  # requeue
-        self._conn._send_one(
-            _SETTLE_FRAME.pack(1, self.number, 13, 60, _SETTLE_METHOD[kind], tag, bits, 0xCE)
-        )
+            bits = _REJECT_REQUEUE if requeue else 0
+        self._out.send_one(_SETTLE_FRAME.pack(
+            FRAME_METHOD, self.number, _SETTLE_SIZE, _BASIC, _SETTLE_METHOD[kind], tag, bits, FRAME_END))
 
     # ------------------------------------------------------------------
     # incoming frames
 
     def _on_method(self, method: Method) -> None:
-        if self._content_method is not None:
+        if self._content.method is not None:
             self._protocol_error(f"{method.NAME} arrived in the middle of a content body")
             return
         waiter = self._rpc_waiter
         if waiter is not None and isinstance(method, self._rpc_request.RESPONSES):  # type: ignore[union-attr]
             if type(method) is m.BasicGetOk:
-                self._start_content(method)
+                self._content.start(method)
                 return
             if type(method) is m.BasicGetEmpty:
                 self._complete_rpc(None)
@@ -761,173 +744,68 @@ class Channel:
             return
         handler(method)
 
-    def _start_content(self, method: Method) -> None:
-        self._content_method = method
-        self._content_size = -1  # header due
-
-    def _on_header(self, body_size: int, props: bytes) -> None:
-        if self._content_method is None or self._content_size != -1:
-            self._protocol_error("unexpected content header")
-            return
-        if body_size > self._max_body:
-            self._conn._protocol_failure(
-                BodyTooLarge(
-                    f"channel {self.number}: a message of {body_size} bytes exceeds "
-                    f"max_body_size ({self._max_body} bytes)"
-                )
-            )
-            return
-        self._content_props = props
-        self._content_size = body_size
-        self._content_got = 0
-        if body_size == 0:
-            self._finish_content(b"")
-
-    def _on_body(self, chunk: memoryview) -> None:
-        # ``chunk`` is a view of the read buffer, reused by the next read:
-        # its bytes are copied now.
-        size = self._content_size
-        if self._content_method is None or size < 0:
-            self._protocol_error("unexpected content body")
-            return
-        got = self._content_got
-        end = got + len(chunk)
-        if end > size:
-            self._protocol_error("content body longer than its header said")
-            return
-        if not got and end == size:
-            self._finish_content(bytes(chunk))  # the one copy of the body
-            return
-        self._assembly(end)[got:end] = chunk
-        self._content_got = end
-        if end == size:
-            self._finish_assembled()
-
-    def _body_target(self, size: int) -> memoryview | None:
-        """Where the next ``size`` bytes of the body being received should
-        go (``None`` if they do not belong to a body in progress)."""
-        got = self._content_got
-        if self._content_method is None or self._content_size < 0 or got + size > self._content_size:
-            return None
-        return memoryview(self._assembly(got + size))[got : got + size]
-
-    def _receiving_large_body(self) -> bool:
-        """True between the frames of a body with a direct read's worth to come."""
-        return self._content_method is not None and self._content_size - self._content_got >= DIRECT_READ_MIN
-
-    def _body_placed(self, size: int) -> None:
-        self._content_got += size
-        if self._content_got == self._content_size:
-            self._finish_assembled()
-
-    def _assembly(self, need: int) -> bytearray:
-        """The body's assembly buffer, at least ``need`` bytes long.  Past
-        ``_SCRATCH_MAX`` it grows as the body arrives, not as its header
-        claims: a header announcing a gigabyte costs what was really sent."""
-        buf = self._content_buf
-        if buf is None:
-            size = self._content_size
-            buf = self._scratch
-            if len(buf) < size:
-                if size <= _SCRATCH_MAX:
-                    buf = self._scratch = bytearray(size)
-                else:
-                    buf = bytearray(max(need, _SCRATCH_MAX))
-            self._content_buf = buf
-        if len(buf) < need:
-            got = self._content_got
-            grown = bytearray(min(self._content_size, max(need, 2 * len(buf))))
-            grown[:got] = memoryview(buf)[:got]
-            self._content_buf = buf = grown
-        return buf
-
-    def _finish_assembled(self) -> None:
-        buf, size = self._content_buf, self._content_size
-        assert buf is not None
-        self._content_buf = None
-        # The one copy of the body (its bytes were read into ``buf``).
-        self._finish_content(bytes(buf) if len(buf) == size else bytes(memoryview(buf)[:size]))
-
-    def _finish_content(self, body: bytes) -> None:
-        method = self._content_method
-        props = self._content_props
-        self._content_method = None
-        self._content_size = 0
+    def _on_content(self, method: Method, body: bytes, props: bytes) -> None:
         kind = type(method)
         if kind is m.BasicDeliver:
             assert isinstance(method, m.BasicDeliver)
-            consumer = self._consumers.get(method.consumer_tag)
-            if consumer is None:
+            port = self._consumers.get(method.consumer_tag)
+            if port is None:
                 log.warning("delivery for unknown consumer %r: rejecting", method.consumer_tag)
-                self._conn._send_method(
-                    self.number, m.BasicReject(delivery_tag=method.delivery_tag, requeue=True)
-                )
+                reject = m.BasicReject(delivery_tag=method.delivery_tag, requeue=True)
+                self._out.send_method(self.number, reject)
                 return
-            consumer._deliver(
-                IncomingMessage(
-                    self, body, props, method.delivery_tag, method.redelivered, method.exchange,
-                    method.routing_key, method.consumer_tag, None, consumer.no_ack,
-                )
-            )
+            port.deliver(IncomingMessage(
+                self, self._settle_message, body, props, method.delivery_tag, method.redelivered,
+                method.exchange, method.routing_key, method.consumer_tag, None, port.no_ack,
+            ))
         elif kind is m.BasicGetOk:
             assert isinstance(method, m.BasicGetOk)
-            self._complete_rpc(
-                IncomingMessage(
-                    self, body, props, method.delivery_tag, method.redelivered, method.exchange,
-                    method.routing_key, None, method.message_count,
-                    isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack,
-                )
-            )
+            self._complete_rpc(IncomingMessage(
+                self, self._settle_message, body, props, method.delivery_tag, method.redelivered,
+                method.exchange, method.routing_key, None, method.message_count,
+                isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack,
+            ))
         else:
             assert isinstance(method, m.BasicReturn)
             self._on_return(method, body, props)
 
     def _on_flow(self, method: m.ChannelFlow) -> None:
-        self._conn._send_method(self.number, m.ChannelFlowOk(active=method.active))
+        self._out.send_method(self.number, m.ChannelFlowOk(active=method.active))
 
     def _on_close(self, method: m.ChannelClose) -> None:
-        self._conn._send_method(self.number, m.ChannelCloseOk())
+        self._out.send_method(self.number, m.ChannelCloseOk())
         exc = channel_error(method.reply_code, method.reply_text)
         log.info("broker closed channel %d: %s", self.number, exc)
         self._set_closed(exc)
-        self._conn._release_channel(self.number)
+        self._link.release(self.number)
 
     def _protocol_error(self, text: str) -> None:
-        self._conn._protocol_failure(ProtocolError(f"channel {self.number}: {text}"))
+        self._link.protocol_failure(ProtocolError(f"channel {self.number}: {text}"))
 
     def _set_closed(self, exc: BaseException) -> None:
         """Fail everything waiting on this channel with ``exc``."""
-        if self._closed_exc is not None:
+        if self._phase is Phase.CLOSED:
             return
+        closing = self._phase is Phase.CLOSING
+        self._enter(Phase.CLOSED)
         self._closed_exc = exc
-        self._content_method = None
-        self._content_buf = None
+        self._content.reset()
         fut = self._rpc_waiter
         self._rpc_waiter = None
         if fut is not None and not fut.done():
-            if isinstance(exc, ChannelClosed) and exc.reply_code == 200 and self._closing:
+            if isinstance(exc, ChannelClosed) and exc.reply_code == 200 and closing:
                 fut.set_result(None)
             else:
                 fut.set_exception(exc)
-        confirms = self._confirms
-        self._confirms = {}
-        self._confirm_order.clear()
-        self._mandatory.clear()
-        for pending in confirms.values():
-            if not pending.done():
-                pending.set_exception(exc)
-        consumers = list(self._consumers.values())
+        self._confirms.fail_all(exc)
+        ports = list(self._consumers.values())
         self._consumers.clear()
-        for consumer in consumers:
-            consumer._fail(exc)
+        for port in ports:
+            port.end(exc)
 
 
-def _table(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if arguments is None:
-        return None
-    if not isinstance(arguments, Mapping):
-        raise InvalidArgument(f"arguments must be a mapping, not {type(arguments).__name__}")
-    return dict(arguments)
+def _drop(*args: Any) -> None:
+    """Frames for an abandoned channel are dropped."""
 
 
 def _version(server_properties: Mapping[str, Any]) -> tuple[int, ...]:
@@ -941,27 +819,3 @@ def _version(server_properties: Mapping[str, Any]) -> tuple[int, ...]:
             break
         numbers.append(int(digits))
     return tuple(numbers) or (0,)
-
-
-def _owned_body(body: object) -> Buffer:
-    """``body`` as a buffer that nothing the caller does later can change:
-    a view of immutable ``bytes`` as it is, anything else copied.  Bad
-    bodies fail here, at the call, never later in the batched write where
-    they would take other messages' frames with them."""
-    try:
-        view = memoryview(body)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidArgument(f"body must be bytes-like, not {type(body).__name__}") from None
-    except ValueError as exc:  # a released memoryview
-        raise InvalidArgument(f"body cannot be read: {exc}") from None
-    if not view.c_contiguous:
-        raise InvalidArgument("body must be a contiguous buffer (copy a strided view with bytes() first)")
-    if type(view.obj) is bytes:
-        # Our own view: it stays valid if the caller releases theirs.
-        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-    return view.tobytes()
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()

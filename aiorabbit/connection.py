@@ -11,20 +11,21 @@ nowhere else.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import platform
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import __version__
 from ._compat import wait_for
-from ._gather import gather_fd, write_gathered
+from ._futures import fail
 from ._opening import Opening
-from .channel import DIRECT_READ_MIN, Channel
+from .assembly import DIRECT_READ_MIN
+from .backoff import is_recoverable
+from .channel import Channel
+from .codec import Method
 from .codec import methods as m
-from .codec._primitives import Buffer, Method
 from .codec.frames import HEARTBEAT_FRAME, PROTOCOL_HEADER, FrameParser, encode_method_frame
 from .codec.table import encode_table
 from .exceptions import (
@@ -44,27 +45,30 @@ from .exceptions import (
     closed_by_client,
     connection_error,
 )
+from .link import ChannelLink, ChannelPort
+from .outbox import Outbox
 from .parameters import ConnectionParameters
+from .phase import Phase, check_transition
+from .reading import ReadGate
 
 __all__ = ["Connection", "connect"]
 
 log = logging.getLogger("aiorabbit")
 
-# Flush the write buffer at once past this many bytes instead of waiting
-# for the end of the loop turn, so a publisher that never yields cannot
-# buffer without bound.
-_FLUSH_AT = 256 * 1024
-# Writes holding a body this large are gathered without copying it (see
-# ``_gather``); smaller ones are cheaper to join.
-_ZERO_COPY_MIN = 64 * 1024
-# Publishers wait once the transport holds this much unsent (it resumes them
-# at a quarter of it): enough to keep the socket busy while they wake up,
-# small enough that a slow broker cannot make us buffer without bound.
-_WRITE_HIGH = 1024 * 1024
 # Each read takes up to this much (what the stdlib transport reads too).
 _READ_SIZE = 256 * 1024
 
 BlockedCallback = Callable[["Connection", "str | None"], Any]
+
+
+class _Events(NamedTuple):
+    """What the protocol reports to its connection."""
+
+    made: Callable[[asyncio.Transport], None]
+    lost: Callable[[Exception | None], None]
+    protocol_failure: Callable[[AMQPError], None]
+    internal_failure: Callable[[Exception], None]
+    outbox: Outbox
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -77,41 +81,44 @@ class _Protocol(asyncio.BufferedProtocol):
     all, into the message's ``bytes``.
     """
 
-    __slots__ = ("_direct", "_view", "conn", "feed", "parser", "router")
+    __slots__ = ("_direct", "_view", "events", "feed", "parser", "received", "router")
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.parser = conn._parser
-        self.router = conn._router
-        self.feed = conn._parser.feed_into
+    def __init__(self, events: _Events, parser: FrameParser, router: _Router) -> None:
+        self.events = events
+        #: Bytes arrived since the heartbeat last looked.
+        self.received = False
+        self.parser = parser
+        self.router = router
+        self.feed = parser.feed_into
         self._view = memoryview(bytearray(_READ_SIZE))
         self._direct = -1  # the channel whose body the pending read fills, if any
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.conn._connection_made(transport)  # type: ignore[arg-type]
+        self.events.made(transport)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         self._direct = -1
         try:
             return self._next_buffer()
         except Exception as exc:  # never out of a transport callback
-            self.conn._internal_failure(exc)
+            self.events.internal_failure(exc)
             return self._view
 
     def _next_buffer(self) -> memoryview:
         parser = self.parser
         channel, due = parser.pending_body()
-        ch = self.router.channels.get(channel) if channel else None
-        if ch is None:
+        port = self.router.ports.get(channel) if channel else None
+        if port is None:
             return self._view
         if due:
             # The rest of a large frame, or a short rest of one frame of a
             # large body (read alone, or the next frame would follow it here).
-            target = ch._body_target(due) if due >= DIRECT_READ_MIN or ch._receiving_large_body() else None
+            large = due >= DIRECT_READ_MIN or port.receiving_large_body()
+            target = port.body_target(due) if large else None
             if target is not None:
                 self._direct = channel
                 return target
-        elif parser.frame_max >= DIRECT_READ_MIN + 8 and ch._receiving_large_body():
+        elif parser.frame_max >= DIRECT_READ_MIN + 8 and port.receiving_large_body():
             # Between two frames of a large body: read just up to the next
             # payload, so that payload can go straight into the body.
             head = parser.head_due()
@@ -120,8 +127,7 @@ class _Protocol(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        conn = self.conn
-        conn._received = True
+        self.received = True
         try:
             channel = self._direct
             if channel < 0:
@@ -129,55 +135,55 @@ class _Protocol(asyncio.BufferedProtocol):
                 return
             self._direct = -1
             self.parser.body_placed(nbytes)
-            ch = self.router.channels.get(channel)
-            if ch is not None:
-                ch._body_placed(nbytes)
+            port = self.router.ports.get(channel)
+            if port is not None:
+                port.body_placed(nbytes)
         except ProtocolError as exc:  # FrameError included
-            conn._protocol_failure(exc)
+            self.events.protocol_failure(exc)
         except Exception as exc:  # never out of a transport callback
-            conn._internal_failure(exc)
+            self.events.internal_failure(exc)
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn._connection_lost(exc)
+        self.events.lost(exc)
 
     def pause_writing(self) -> None:
-        self.conn._pause_writing()
+        self.events.outbox.pause()
 
     def resume_writing(self) -> None:
-        self.conn._resume_writing()
+        self.events.outbox.resume()
 
 
 class _Router:
     """The parser's frame sink: routes frames to channel 0 or a channel."""
 
-    __slots__ = ("channels", "conn")
+    __slots__ = ("on_channel0", "ports")
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.channels = conn._channels
+    def __init__(self, ports: dict[int, ChannelPort], on_channel0: Callable[[Method], None]) -> None:
+        self.ports = ports
+        self.on_channel0 = on_channel0
 
     def on_method(self, channel: int, method: Method) -> None:
         if channel == 0:
-            self.conn._on_method(method)
+            self.on_channel0(method)
             return
-        ch = self.channels.get(channel)
-        if ch is None:
+        port = self.ports.get(channel)
+        if port is None:
             log.debug("dropping %r for unknown channel %d", method, channel)
             return
-        ch._on_method(method)
+        port.on_method(method)
 
     def on_header(self, channel: int, class_id: int, body_size: int, props: bytes) -> None:
-        ch = self.channels.get(channel)
-        if ch is not None:
-            ch._on_header(body_size, props)
+        port = self.ports.get(channel)
+        if port is not None:
+            port.on_header(body_size, props)
 
     def on_body(self, channel: int, chunk: memoryview) -> None:
-        ch = self.channels.get(channel)
-        if ch is not None:
-            ch._on_body(chunk)
+        port = self.ports.get(channel)
+        if port is not None:
+            port.on_body(chunk)
 
     def on_heartbeat(self) -> None:
         pass  # any received byte already counts as life
@@ -189,22 +195,19 @@ class Connection:
     def __init__(self, params: ConnectionParameters) -> None:
         self.params = params
         self._loop = asyncio.get_running_loop()
+        self._phase = Phase.OPENING
         self._parser = FrameParser(params.frame_max or 0)
         self._channels: dict[int, Channel] = {}
+        self._ports: dict[int, ChannelPort] = {}
         # Channels whose open was interrupted, being closed in the background.
         self._closing_channels: set[asyncio.Task[None]] = set()
-        self._router = _Router(self)
+        self._router = _Router(self._ports, self._on_method)
         self._transport: asyncio.Transport | None = None
-        self._out: list[Buffer] = []
-        self._out_bytes = 0
-        self._out_large = False
-        self._gather_fd = -1
-        self._flush_scheduled = False
-        self._write_paused = False
-        # Publishers waiting for the transport to drain, woken one at a time.
-        self._write_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._blocked_reason: str | None = None
-        self._unblocked: asyncio.Future[None] | None = None
+        self._outbox = Outbox(self._loop, self._write_failed)
+        self._reading = ReadGate(self._awaits_frame)
+        self._link = ChannelLink(self._outbox, self._reading, self._ports.__setitem__, self._release_channel,
+                                 self._protocol_failure)
+        self._protocol: _Protocol | None = None
         self._blocked_callbacks: list[BlockedCallback] = []
         self._ch0_waiter: asyncio.Future[Method] | None = None
         self._ch0_expect: tuple[type[Method], ...] = ()
@@ -212,16 +215,8 @@ class Connection:
         self._close_waiter: asyncio.Future[None] | None = None
         self._closed_exc: ConnectionClosed | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._handshake_done = False
-        self._closing = False
-        self._received = False
-        self._sent = False
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._heartbeat_misses = 0
-        # Consumers whose no_ack backlog asks us to stop reading, and whether
-        # the transport is paused for them (see ``_update_reading``).
-        self._backlogged = 0
-        self._reading_paused = False
         self._next_channel = 1
         #: Negotiated limits (set by ``connection.tune``).
         self.channel_max = params.channel_max
@@ -234,24 +229,35 @@ class Connection:
     # public API
 
     @property
+    def state(self) -> Phase:
+        """``opening``, ``open``, ``closing`` or ``closed``."""
+        return self._phase
+
+    @property
     def is_open(self) -> bool:
         """True while the connection can be used."""
-        return self._handshake_done and self._closed_exc is None and not self._closing
+        return self._phase is Phase.OPEN
 
     @property
     def is_closed(self) -> bool:
         """True once the connection is closed (by either side, or lost)."""
-        return self._closed_exc is not None
+        return self._phase is Phase.CLOSED
 
     @property
     def is_blocked(self) -> bool:
         """True while the broker has blocked publishing (``connection.blocked``)."""
-        return self._blocked_reason is not None
+        return self._outbox.blocked_reason is not None
 
     @property
     def blocked_reason(self) -> str | None:
         """The reason the broker gave for blocking, or ``None``."""
-        return self._blocked_reason
+        return self._outbox.blocked_reason
+
+    @property
+    def is_writable(self) -> bool:
+        """True while a publish can be written without waiting: the socket
+        takes more and the broker does not block publishers."""
+        return not self._outbox.hold
 
     @property
     def closed_reason(self) -> ConnectionClosed | None:
@@ -260,11 +266,21 @@ class Connection:
 
     async def wait_unblocked(self) -> None:
         """Return once the broker is not blocking publishers."""
-        while self._blocked_reason is not None:
-            self._check_open()
-            if self._unblocked is None or self._unblocked.done():
-                self._unblocked = self._loop.create_future()
-            await self._unblocked
+        self._check_open()
+        await self._outbox.wait_unblocked()
+
+    async def wait_usable(self, timeout: float | None = None) -> Connection:
+        """Return this connection if it is open (a plain connection does not
+        come back: there is nothing to wait for), else raise why not."""
+        self._check_open()
+        if self._phase is not Phase.OPEN:
+            raise ConnectionClosed(0, "the connection is not open yet")
+        return self
+
+    def recovers_from(self, exc: BaseException) -> bool:
+        """Whether the connection will recover from ``exc`` by itself: never
+        for a plain connection."""
+        return False
 
     async def wait_closed(self) -> ConnectionClosed:
         """Wait until the connection is closed; return the reason."""
@@ -299,16 +315,17 @@ class Connection:
     ) -> Channel:
         self._check_open()
         number = self._allocate_channel()
-        ch = Channel(self, number, on_return=on_return)
+        ch = Channel(self, number, link=self._link, on_return=on_return)
         self._channels[number] = ch
+        port = self._ports[number]
         try:
-            await ch._open()
+            await port.open()
             if publisher_confirms:
                 await ch.confirm_select()
         except BaseException:
             if ch.is_closed or not self.is_open:
                 if not ch.is_closed:
-                    ch._set_closed(ConnectionClosed(0, "channel open was interrupted"))
+                    port.closed(ConnectionClosed(0, "channel open was interrupted"))
                 self._release_channel(number)
             else:
                 # channel.open (or confirm.select) is on the wire: the number
@@ -336,21 +353,19 @@ class Connection:
     async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
         """Close gracefully (idempotent): the broker acknowledges with close-ok
         before the socket closes.  Pending calls fail with ConnectionClosed."""
-        if self._closed_exc is not None:
+        if self._phase is Phase.CLOSED:
             return
-        if self._closing:
+        if self._phase is Phase.CLOSING:
             await asyncio.shield(self._lost)
             return
-        self._closing = True
-        self._frame_awaited()  # close-ok must be read, whatever the backlog
+        self._enter(Phase.CLOSING)
+        self._reading.frame_awaited()  # close-ok must be read, whatever the backlog
         # Publishers waiting for room or for an unblock would wait out the
         # whole handshake: they fail now, as any call after close() does.
-        closing = ConnectionClosed(0, "connection is closing")
-        self._fail_write_waiters(closing)
-        _fail(self._unblocked, closing)
+        self._outbox.refuse(ConnectionClosed(0, "connection is closing"))
         graceful = False
         try:
-            self._write_now(
+            self._outbox.write_now(
                 encode_method_frame(
                     0,
                     m.ConnectionClose(reply_code=reply_code, reply_text=reply_text, class_id=0, method_id=0),
@@ -380,8 +395,12 @@ class Connection:
         await self.close()
 
     def __repr__(self) -> str:
-        state = "open" if self.is_open else ("closed" if self.is_closed else "opening")
-        return f"<aiorabbit.Connection {self.params.url} {state}>"
+        return f"<aiorabbit.Connection {self.params.url} {self._phase.value}>"
+
+    def _enter(self, phase: Phase) -> None:
+        """Every change of state goes through here."""
+        check_transition(self._phase, phase)
+        self._phase = phase
 
     # ------------------------------------------------------------------
     # opening
@@ -430,7 +449,7 @@ class Connection:
             raise ConnectionFailed(f"cannot build the TLS context: {exc}", retryable=False) from None
         try:
             await self._loop.create_connection(
-                lambda: _Protocol(self),
+                self._make_protocol,
                 params.host,
                 params.port,
                 ssl=context,
@@ -473,10 +492,17 @@ class Connection:
         assert isinstance(tune, m.ConnectionTune)
         self._tune(tune)
         await self._ch0_call(m.ConnectionOpen(virtual_host=params.virtual_host))
-        self._handshake_done = True
+        if self._phase is Phase.OPENING:
+            self._enter(Phase.OPEN)
         if self.heartbeat:
             self._schedule_heartbeat()
         log.debug("connected to %s", params.url)
+
+    def _make_protocol(self) -> _Protocol:
+        events = _Events(self._connection_made, self._connection_lost, self._protocol_failure,
+                         self._internal_failure, self._outbox)
+        self._protocol = _Protocol(events, self._parser, self._router)
+        return self._protocol
 
     def _client_properties(self) -> dict[str, Any]:
         props: dict[str, Any] = {
@@ -527,7 +553,7 @@ class Connection:
         else:
             self.heartbeat = lower(params.heartbeat, tune.heartbeat)
         self._parser.frame_max = self.frame_max
-        self._write_now(
+        self._outbox.write_now(
             encode_method_frame(
                 0,
                 m.ConnectionTuneOk(
@@ -544,7 +570,7 @@ class Connection:
         fut: asyncio.Future[Method] = self._loop.create_future()
         self._ch0_waiter = fut
         self._ch0_expect = expect
-        self._frame_awaited()
+        self._reading.frame_awaited()
         return await fut
 
     async def _ch0_call(self, method: Method, expect: tuple[type[Method], ...] | None = None) -> Method:
@@ -553,8 +579,8 @@ class Connection:
             fut: asyncio.Future[Method] = self._loop.create_future()
             self._ch0_waiter = fut
             self._ch0_expect = expect or method.RESPONSES
-            self._frame_awaited()
-            self._write_now(encode_method_frame(0, method))
+            self._reading.frame_awaited()
+            self._outbox.write_now(encode_method_frame(0, method))
             return await fut
 
     def _on_method(self, method: Method) -> None:
@@ -567,7 +593,7 @@ class Connection:
         kind = type(method)
         if kind is m.ConnectionClose:
             assert isinstance(method, m.ConnectionClose)
-            self._write_now(encode_method_frame(0, m.ConnectionCloseOk()))
+            self._outbox.write_now(encode_method_frame(0, m.ConnectionCloseOk()))
             exc = connection_error(method.reply_code, method.reply_text)
             log.warning("broker closed the connection: %s", exc)
             self._shutdown(exc)
@@ -583,10 +609,8 @@ class Connection:
             self._protocol_failure(ProtocolError(f"unexpected {method.NAME} on channel 0"))
 
     def _set_blocked(self, reason: str | None) -> None:
-        self._blocked_reason = reason
+        self._outbox.block(reason)
         if reason is None:
-            if self._unblocked is not None and not self._unblocked.done():
-                self._unblocked.set_result(None)
             log.info("broker unblocked publishing")
         else:
             log.warning("broker blocked publishing: %s", reason)
@@ -611,147 +635,23 @@ class Connection:
 
     def _release_channel(self, number: int) -> None:
         self._channels.pop(number, None)
+        self._ports.pop(number, None)
         # Prefer low numbers again once they are free.
         if number < self._next_channel:
             self._next_channel = number
 
-    # ------------------------------------------------------------------
-    # writing
-
-    def _send(self, parts: list[Buffer], size: int) -> None:
-        """Queue frames; they go out with everything else this loop turn."""
-        self._out.extend(parts)
-        self._out_bytes += size
-        if size > _ZERO_COPY_MIN:
-            self._out_large = True
-        if self._out_bytes >= _FLUSH_AT:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _send_one(self, frame: bytes) -> None:
-        self._out.append(frame)
-        self._out_bytes += len(frame)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _send_method(self, channel: int, method: Method) -> None:
-        self._send_one(encode_method_frame(channel, method))
-
-    def _write_now(self, frame: bytes) -> None:
-        """Write at once, after anything queued (used for control frames)."""
-        self._out.append(frame)
-        self._flush()
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out = self._out
-        if not out:
-            return
-        self._out = []
-        self._out_bytes = 0
-        large, self._out_large = self._out_large, False
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        self._sent = True
-        try:
-            if len(out) == 1:
-                transport.write(out[0])
-            elif large and self._gather_fd >= 0:
-                write_gathered(transport, self._gather_fd, out)
-            else:
-                transport.writelines(out)
-        except Exception as exc:
-            # Bodies are checked when published, so this is not one bad
-            # message: part of the batch may be on the wire and the stream is
-            # beyond repair.  Every pending call and confirm fails; none of
-            # them is reported done.
-            log.exception("writing to the socket failed")
-            lost = ConnectionLost(0, f"writing to the socket failed: {exc!r}")
-            lost.__cause__ = exc
-            self._abort(lost)
-
-    def _pause_reading(self) -> None:
-        """A consumer's no_ack backlog is full: stop reading if we can."""
-        self._backlogged += 1
-        self._update_reading()
-
-    def _resume_reading(self) -> None:
-        """A consumer's backlog drained (or it ended)."""
-        self._backlogged = max(0, self._backlogged - 1)
-        self._update_reading()
-
-    def _update_reading(self) -> None:
-        """Read from the socket unless a backlogged consumer asks us not to
-        and nothing else awaits a frame: a reply, a confirm or close-ok
-        arriving behind the backlog would otherwise never be read."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        pause = self._backlogged > 0 and not self._awaits_frame()
-        if pause != self._reading_paused:
-            self._reading_paused = pause
-            if pause:
-                transport.pause_reading()
-            else:
-                transport.resume_reading()
-
     def _awaits_frame(self) -> bool:
-        if self._ch0_waiter is not None or self._closing:
+        """True while anything waits for a frame from the broker (then
+        reading goes on, whatever the consumers' backlog)."""
+        if self._ch0_waiter is not None or self._phase is Phase.CLOSING:
             return True
-        return any(ch._awaits_frame() for ch in self._channels.values())
+        return any(port.awaits_frame() for port in self._ports.values())
 
-    def _frame_awaited(self) -> None:
-        """Someone now waits for a frame from the broker: read again."""
-        if self._reading_paused:
-            self._update_reading()
-
-    def _pause_writing(self) -> None:
-        self._write_paused = True
-
-    def _resume_writing(self) -> None:
-        self._write_paused = False
-        self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        """Hand the turn to the next waiting publisher while the transport
-        takes more.  Each one passes it on after it has written, so a resume
-        wakes publishers only until the buffer is full again, not all of
-        them (which would cost a wake-up per waiter per resume)."""
-        waiters = self._write_waiters
-        while waiters and not self._write_paused:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    async def _wait_writable(self) -> None:
-        """Wait while the transport's buffer is full or the broker blocks us."""
-        while True:
-            self._check_open()
-            if self._blocked_reason is not None:
-                await self.wait_unblocked()
-                continue
-            if not self._write_paused:
-                return
-            waiter = self._loop.create_future()
-            self._write_waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    # Our turn: pass it on once we have written (or at once,
-                    # if we were cancelled in the meantime).
-                    self._loop.call_soon(self._wake_writer)
-                elif not waiter.done():
-                    waiter.cancel()  # skipped by _wake_writer
-
-    def _fail_write_waiters(self, exc: BaseException) -> None:
-        while self._write_waiters:
-            _fail(self._write_waiters.popleft(), exc)
+    def _write_failed(self, exc: Exception) -> None:
+        """A write to the socket raised: nothing pending is reported done."""
+        lost = ConnectionLost(0, f"writing to the socket failed: {exc!r}")
+        lost.__cause__ = exc
+        self._abort(lost)
 
     # ------------------------------------------------------------------
     # heartbeats
@@ -760,12 +660,13 @@ class Connection:
         self._heartbeat_handle = self._loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     def _heartbeat_tick(self) -> None:
-        if self._closed_exc is not None:
+        protocol = self._protocol
+        if self._phase is Phase.CLOSED or protocol is None:
             return
-        if self._received or self._reading_paused:
+        if protocol.received or self._reading.paused:
             # (While we stopped reading, silence is our doing, not the peer's.)
             self._heartbeat_misses = 0
-            self._received = False
+            protocol.received = False
         else:
             self._heartbeat_misses += 1
             # Four half-intervals: the peer has been silent for two intervals.
@@ -774,9 +675,7 @@ class Connection:
                 log.warning("%s", exc)
                 self._abort(exc)
                 return
-        if not self._sent and self._transport is not None:
-            self._transport.write(HEARTBEAT_FRAME)
-        self._sent = False
+        self._outbox.write_heartbeat(HEARTBEAT_FRAME)
         self._schedule_heartbeat()
 
     # ------------------------------------------------------------------
@@ -789,22 +688,20 @@ class Connection:
     def _check_open(self) -> None:
         if self._closed_exc is not None:
             raise self._closed_exc
-        if self._closing:
+        if self._phase is Phase.CLOSING:
             raise ConnectionClosed(0, "connection is closing")
 
     def _protocol_failure(self, exc: AMQPError) -> None:
         """The broker broke the protocol: close with an error and give up."""
-        if self._closed_exc is not None:
+        if self._phase is Phase.CLOSED:
             return
         log.error("protocol failure: %s", exc)
         code = 501 if isinstance(exc, FrameError) else 505
-        if (
-            self._transport is not None
-            and not self._transport.is_closing()
-            and not isinstance(exc, ProtocolVersionMismatch)
-        ):
+        transport = self._transport
+        writable = transport is not None and not transport.is_closing()
+        if writable and not isinstance(exc, ProtocolVersionMismatch):
             text = str(exc).encode("utf-8", "replace")[:255].decode("utf-8", "ignore")
-            self._write_now(
+            self._outbox.write_now(
                 encode_method_frame(
                     0, m.ConnectionClose(reply_code=code, reply_text=text, class_id=0, method_id=0)
                 )
@@ -830,21 +727,21 @@ class Connection:
         """Mark the connection closed and fail every waiter with ``exc``."""
         if self._closed_exc is None:
             self._closed_exc = exc
+            self._enter(Phase.CLOSED)
         exc = self._closed_exc
         if self._heartbeat_handle is not None:
             self._heartbeat_handle.cancel()
             self._heartbeat_handle = None
         if self._close_waiter is not None and not self._close_waiter.done():
             self._close_waiter.set_result(None)
-        _fail(self._ch0_waiter, exc)
-        self._fail_write_waiters(exc)
-        _fail(self._unblocked, exc)
+        fail(self._ch0_waiter, exc)
         self._ch0_waiter = None
-        for ch in list(self._channels.values()):
-            ch._set_closed(exc)
+        self._outbox.refuse(exc)
+        for port in list(self._ports.values()):
+            port.closed(exc)
         self._channels.clear()
-        self._out.clear()
-        self._out_large = False
+        self._ports.clear()
+        self._outbox.discard()
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -853,8 +750,8 @@ class Connection:
 
     def _connection_made(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        transport.set_write_buffer_limits(high=_WRITE_HIGH)
-        self._gather_fd = gather_fd(transport)
+        self._outbox.attach(transport)
+        self._reading.attach(transport)
 
     def _connection_lost(self, exc: Exception | None) -> None:
         if self._closed_exc is None:
@@ -871,27 +768,13 @@ async def _connect(params: ConnectionParameters) -> Connection:
         attempt += 1
         conn = Connection(params)
         try:
-            await conn._open()
+            await conn._open()  # seam: the module's own class, opened where it is made
             return conn
         except (ConnectionFailed, ConnectionClosed) as exc:
-            if attempt >= params.connection_attempts or not _retryable(exc):
+            if attempt >= params.connection_attempts or not is_recoverable(exc):
                 raise
             log.info("connect attempt %d failed (%s); retrying", attempt, exc)
             await asyncio.sleep(params.retry_delay)
-
-
-def _fail(waiter: asyncio.Future[Any] | None, exc: BaseException) -> None:
-    """Fail ``waiter`` if it is pending, marking the error retrieved (nobody
-    may be awaiting it)."""
-    if waiter is not None and not waiter.done():
-        waiter.set_exception(exc)
-        waiter.exception()
-
-
-def _retryable(exc: AMQPError) -> bool:
-    if isinstance(exc, ConnectionFailed):
-        return exc.retryable
-    return isinstance(exc, ConnectionLost)
 
 
 def connect(url: str | None = None, **options: Any) -> Opening[Connection]:

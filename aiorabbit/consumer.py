@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._compat import wait_for
+from ._inputs import is_async_callable
 from .exceptions import AMQPError, ChannelClosed, ConnectionClosed, ConsumerCancelled
+from .reading import ReadGate
 
 if TYPE_CHECKING:
     from .channel import Channel
     from .message import IncomingMessage
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "ConsumerHooks", "ConsumerPort"]
 
 log = logging.getLogger("aiorabbit")
 
@@ -26,6 +27,28 @@ log = logging.getLogger("aiorabbit")
 # or a close-ok is due on the connection, so nothing waits behind the
 # backlog (the backlog may then grow past this mark for that long).
 NO_ACK_HIGH_WATER = 2000
+
+
+class ConsumerPort(NamedTuple):
+    """How the channel reaches a consumer it registered."""
+
+    consumer: Consumer
+    #: Hand over one delivery.
+    deliver: Callable[[IncomingMessage], None]
+    #: The consumer ended (cancelled by the broker, channel or connection closed).
+    end: Callable[[BaseException], None]
+    no_ack: bool
+
+
+class ConsumerHooks(NamedTuple):
+    """What a consumer gets from its channel at creation."""
+
+    #: Send ``basic.consume``; return the tag.
+    register: Callable[[Consumer, ConsumerPort], Awaitable[str]]
+    #: Send ``basic.cancel`` (nothing if the channel is not open).
+    unregister: Callable[[Consumer], Awaitable[None]]
+    #: Stop reading while a no_ack backlog is full.
+    reading: ReadGate
 
 
 class Consumer:
@@ -48,6 +71,8 @@ class Consumer:
         arguments: Mapping[str, Any] | None = None,
         consumer_tag: str | None = None,
         callback: Callable[[IncomingMessage], Any] | None = None,
+        on_end: Callable[[Consumer, BaseException], None] | None = None,
+        hooks: ConsumerHooks,
     ) -> None:
         self.channel = channel
         self.queue = queue
@@ -63,14 +88,13 @@ class Consumer:
         self._cancelled = False
         self._reading_paused = False
         self._callback = callback
-        self._async_callback = callback is not None and (
-            inspect.iscoroutinefunction(callback)
-            or inspect.iscoroutinefunction(type(callback).__call__)
-        )
+        self._async_callback = callback is not None and is_async_callable(callback)
         self._worker: asyncio.Task[None] | None = None
         # Told at once when the consumer ends (a callback consumer has no
-        # iterator that would notice): set by the layers above.
-        self._on_end: Callable[[Consumer, BaseException], None] | None = None
+        # iterator that would notice).
+        self._on_end = on_end
+        self._hooks = hooks
+        self._reading = hooks.reading
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -80,7 +104,7 @@ class Consumer:
         if self._started:
             return self
         self._started = True
-        await self.channel._basic_consume(self)
+        await self._hooks.register(self, ConsumerPort(self, self._deliver, self._fail, self.no_ack))
         if self._async_callback:
             self._worker = asyncio.get_running_loop().create_task(self._run_callbacks())
         return self
@@ -91,8 +115,7 @@ class Consumer:
             return
         self._cancelled = True
         try:
-            if self.channel.is_open:
-                await self.channel._basic_cancel(self)
+            await self._hooks.unregister(self)
         except AMQPError:
             pass
         finally:
@@ -108,6 +131,20 @@ class Consumer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.cancel()
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the consumer ended, once it has: the broker's cancel
+        (:class:`ConsumerCancelled`), or the channel's or connection's
+        error; ``None`` while it runs and after a clean end (``cancel()``,
+        or the program closing its channel or connection)."""
+        exc = self._exc
+        return None if exc is None or isinstance(exc, StopAsyncIteration) else exc
+
+    @property
+    def ended(self) -> bool:
+        """True once the consumer ended, for whatever reason."""
+        return self._exc is not None
 
     def __repr__(self) -> str:
         return f"<aiorabbit.Consumer queue={self.queue!r} tag={self.consumer_tag!r}>"
@@ -135,7 +172,7 @@ class Consumer:
         msg = buffer.popleft()
         if self._reading_paused and len(buffer) < NO_ACK_HIGH_WATER // 2:
             self._reading_paused = False
-            self.channel.connection._resume_reading()
+            self._reading.backlog_drained()
         return msg
 
     async def get(self, timeout: float | None = None) -> IncomingMessage:
@@ -160,10 +197,10 @@ class Consumer:
         if self.no_ack and len(buffer) >= NO_ACK_HIGH_WATER:
             if not self._reading_paused:
                 self._reading_paused = True
-                self.channel.connection._pause_reading()
-            elif not self.channel.connection._reading_paused:
+                self._reading.backlog_full()
+            elif not self._reading.paused:
                 # Reading went on for a reply; pause again once none is due.
-                self.channel.connection._update_reading()
+                self._reading.update()
 
     def _fail(self, exc: BaseException) -> None:
         """End the iteration with ``exc`` after the buffered messages (cleanly
@@ -179,7 +216,7 @@ class Consumer:
                 self._buffer.clear()
         if self._reading_paused:
             self._reading_paused = False
-            self.channel.connection._resume_reading()
+            self._reading.backlog_drained()
         self._wake()
 
     def _wake(self) -> None:
@@ -191,7 +228,7 @@ class Consumer:
         buffer = self._buffer
         if self._reading_paused:
             self._reading_paused = False
-            self.channel.connection._resume_reading()
+            self._reading.backlog_drained()
         if self.no_ack or not self.channel.is_open:
             buffer.clear()
             return

@@ -51,7 +51,8 @@ except ImportError as exc:
     ) from exc
 
 from ._compat import wait_for
-from .codec._primitives import Buffer
+from ._inputs import copy_arguments, is_async_callable
+from .codec import Buffer
 from .codec.properties import DeliveryMode, Properties
 from .exceptions import AMQPConnectionError, AMQPError, InvalidArgument
 from .message import IncomingMessage
@@ -173,9 +174,8 @@ class RabbitPublisher:
     then raises :class:`~aiorabbit.RecoveryTimeout`.
     """
 
-    def __init__(self) -> None:
-        self._pool: list[Publisher] = []
-        self._turn = 0
+    def __init__(self, pool: _PublisherPool | None = None) -> None:
+        self._pool = pool if pool is not None else _PublisherPool()
 
     async def __call__(self) -> RabbitPublisher:
         """The dependency: ``Depends(rabbit.publisher)`` gives this object."""
@@ -183,13 +183,13 @@ class RabbitPublisher:
         return self
 
     def _check(self) -> None:
-        if not self._pool:
+        if not self._pool.publishers:
             raise NotRunning("RabbitMQ is not running: publish inside the app's lifespan")
 
     @property
     def in_flight(self) -> int:
         """Publishes started and not yet confirmed (or failed)."""
-        return sum(p.in_flight for p in self._pool)
+        return self._pool.in_flight
 
     async def publish(
         self,
@@ -245,29 +245,42 @@ class RabbitPublisher:
     ) -> str:
         self._check()
         props = _merge(properties, persistent=persistent, content_type=content_type)
-        return await self._pick().publish(
+        return await self._pool.pick().publish(
             body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=mandatory
         )
 
-    def _pick(self) -> Publisher:
+
+class _PublisherPool:
+    """The confirm-mode publishers behind :class:`RabbitPublisher`, started
+    and closed by the :class:`RabbitMQ` that owns them."""
+
+    def __init__(self) -> None:
+        self.publishers: list[Publisher] = []
+        self._turn = 0
+
+    @property
+    def in_flight(self) -> int:
+        return sum(p.in_flight for p in self.publishers)
+
+    def pick(self) -> Publisher:
         """The publisher with the fewest publishes in flight; ties go round
         the pool so that the channels share the load."""
-        pool = self._pool
+        pool = self.publishers
         self._turn = start = (self._turn + 1) % len(pool)
         return min(pool[start:] + pool[:start], key=lambda publisher: publisher.in_flight)
 
-    async def _start(self, conn: RobustConnection, size: int, window: int) -> None:
+    async def start(self, conn: RobustConnection, size: int, window: int) -> None:
         for _ in range(size):
             # timeout: a publish republished after a loss waits for the
             # connection as long as a first attempt would, not forever.
             publisher = Publisher(conn, window=window, timeout=conn.wait_timeout)
             await publisher.start()
-            self._pool.append(publisher)
+            self.publishers.append(publisher)
 
-    async def _close(self, timeout: float) -> None:
+    async def close(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the publishes in flight; new ones
         raise :class:`NotRunning` from now on."""
-        pool, self._pool = self._pool, []
+        pool, self.publishers = self.publishers, []
         if not pool:
             return
         try:
@@ -474,11 +487,6 @@ def _takes(signature: inspect.Signature, count: int) -> bool:
     return True
 
 
-def _is_async(handler: Callable[..., Any]) -> bool:
-    # An object with an ``async def __call__`` is an async handler too.
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
-
-
 # ----------------------------------------------------------------------
 # the application's RabbitMQ
 
@@ -533,7 +541,8 @@ class RabbitMQ:
             connect_options.setdefault("name", connection_name)
         self.connect_options = connect_options
         #: Confirmed publishing; also the ``Depends(rabbit.publisher)`` dependency.
-        self.publisher = RabbitPublisher()
+        self._publishers = _PublisherPool()
+        self.publisher = RabbitPublisher(self._publishers)
         self._exchanges: dict[str, _Exchange] = {}
         self._queues: dict[str, _Queue] = {}
         self._specs: dict[str, _ConsumerSpec] = {}
@@ -574,7 +583,7 @@ class RabbitMQ:
         if name in self._exchanges:
             raise InvalidArgument(f"exchange {name!r} is already registered")
         self._exchanges[name] = _Exchange(
-            name, exchange_type, durable, auto_delete, internal, _copy(arguments))
+            name, exchange_type, durable, auto_delete, internal, copy_arguments(arguments))
         return name
 
     def queue(
@@ -663,7 +672,7 @@ class RabbitMQ:
 
         def register(handler: Handler) -> Handler:
             self._check_registering()
-            if not _is_async(handler):
+            if not is_async_callable(handler):
                 raise TypeError(f"consumer handler {handler!r} must be an async function")
             signature = inspect.signature(handler)
             if model is not None or json:
@@ -680,7 +689,7 @@ class RabbitMQ:
                 raise InvalidArgument(f"a consumer named {key!r} is already registered; pass name=")
             self._specs[key] = _ConsumerSpec(
                 key, queue, handler, prefetch, concurrency or prefetch, adapter, json,
-                pass_message and (model is not None or json), requeue_on_error, _copy(arguments),
+                pass_message and (model is not None or json), requeue_on_error, copy_arguments(arguments),
             )
             return handler
 
@@ -716,7 +725,7 @@ class RabbitMQ:
             status = "ok"
         state = conn.state.value if conn is not None and self._phase == "running" else self._phase
         publishers: PublisherHealth = {
-            "channels": len(self.publisher._pool),
+            "channels": len(self._publishers.publishers),
             "in_flight": self.publisher.in_flight,
         }
         return {"status": status, "state": state, "blocked": blocked, "consumers": consumers,
@@ -803,7 +812,7 @@ class RabbitMQ:
             for exchange_name, routing_key in queue.bindings:
                 await channel.queue_bind(queue.name, exchange_name, routing_key)
         await channel.close()
-        await self.publisher._start(conn, self.publisher_pool, self.publisher_window)
+        await self._publishers.start(conn, self.publisher_pool, self.publisher_window)
         for spec in self._specs.values():
             self._runners.append(await _Runner.start(spec, conn))
 
@@ -855,11 +864,7 @@ class RabbitMQ:
         # The consumers' channels close with the connection: nothing on them
         # is unsettled any more, and a close-ok that does not come (a
         # stalled link) would only hold shutdown.
-        await self.publisher._close(max(left(), PUBLISHER_GRACE))
+        await self._publishers.close(max(left(), PUBLISHER_GRACE))
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
-
-
-def _copy(arguments: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return dict(arguments) if arguments else None

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import enum
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from .codec.properties import Properties
+from .codec.properties import NO_PROPERTIES, Properties
 
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["IncomingMessage", "ReturnedMessage"]
+__all__ = ["IncomingMessage", "ReturnedMessage", "Settle", "Settler"]
 
-_NO_PROPERTIES = b"\x00\x00"
+
+class Settle(enum.IntEnum):
+    """How a delivery is settled."""
+
+    ACK = 0
+    NACK = 1
+    REJECT = 2
+
+
+_ACK, _NACK, _REJECT = Settle.ACK, Settle.NACK, Settle.REJECT
+
+#: How a message settles: ``settle(message, kind, multiple, requeue)``,
+#: given by its channel at creation.
+Settler = Callable[["IncomingMessage", Settle, bool, bool], None]
 
 
 class _Done:
@@ -43,7 +57,7 @@ class _Content:
         props = self._properties
         if props is None:
             raw = self._raw_properties
-            props = Properties() if raw == _NO_PROPERTIES else Properties.decode(raw)
+            props = Properties() if raw == NO_PROPERTIES else Properties.decode(raw)
             self._properties = props
         return props
 
@@ -71,6 +85,7 @@ class IncomingMessage(_Content):
 
     __slots__ = (
         "_channel",
+        "_settle",
         "consumer_tag",
         "delivery_tag",
         "exchange",
@@ -81,6 +96,7 @@ class IncomingMessage(_Content):
     )
 
     _channel: Channel
+    _settle: Settler
     delivery_tag: int
     redelivered: bool
     exchange: str
@@ -95,6 +111,7 @@ class IncomingMessage(_Content):
     def __init__(
         self,
         channel: Channel,
+        settle: Settler,
         body: bytes,
         raw_properties: bytes,
         delivery_tag: int,
@@ -106,6 +123,7 @@ class IncomingMessage(_Content):
         settled: bool = False,
     ) -> None:
         self._channel = channel
+        self._settle = settle
         self.body = body
         self._raw_properties = raw_properties
         self._properties = None
@@ -128,17 +146,17 @@ class IncomingMessage(_Content):
         Raises :class:`~aiorabbit.MessageAlreadySettled` if it was settled
         already and :class:`~aiorabbit.ChannelClosed` if its channel closed.
         """
-        self._channel._settle(self, 0, multiple, False)
+        self._settle(self, _ACK, multiple, False)
         return DONE
 
     def nack(self, *, requeue: bool = True, multiple: bool = False) -> _Done:
         """Negatively acknowledge the message (RabbitMQ's ``basic.nack``)."""
-        self._channel._settle(self, 1, multiple, requeue)
+        self._settle(self, _NACK, multiple, requeue)
         return DONE
 
     def reject(self, *, requeue: bool = True) -> _Done:
         """Reject the message; ``requeue=False`` dead-letters or drops it."""
-        self._channel._settle(self, 2, False, requeue)
+        self._settle(self, _REJECT, False, requeue)
         return DONE
 
     def __repr__(self) -> str:

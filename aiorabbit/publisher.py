@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
-from .channel import Channel
-from .codec._primitives import Buffer
+from .codec import Buffer
 from .codec.properties import Properties
-from .connection import Connection
 from .exceptions import ChannelClosed, ConnectionClosed, InvalidArgument, PublishNacked
-from .robust import RobustChannel, RobustConnection
+from .interface import AnyConnection
 
 __all__ = ["Publisher", "OutgoingMessage"]
 
@@ -53,7 +53,7 @@ class Publisher:
 
     def __init__(
         self,
-        conn: RobustConnection | Connection,
+        conn: AnyConnection,
         *,
         window: int = 1000,
         nack_retries: int = 3,
@@ -68,7 +68,7 @@ class Publisher:
         self.nack_retries = nack_retries
         self.timeout = timeout
         self._room = asyncio.Semaphore(window)
-        self._channel: RobustChannel | Channel | None = None
+        self._channel: Any = None  # a Channel or a RobustChannel
         self._in_flight = 0
         self._unconfirmed = 0
         self._idle = asyncio.Event()
@@ -186,11 +186,11 @@ class Publisher:
                 log.info("message %s nacked; retry %d of %d", props.message_id, nacks, self.nack_retries)
             except (ConnectionClosed, ChannelClosed) as exc:
                 conn = self._conn
-                if not isinstance(conn, RobustConnection) or not conn._lost_connection(exc):
+                if not conn.recovers_from(exc):
                     raise
                 # Unconfirmed when the connection went: publish again once
                 # it is back.  The first copy may have arrived: same id.
-                await conn.wait_connected(self.timeout)
+                await conn.wait_usable(math.inf if self.timeout is None else self.timeout)
                 self.republished += 1
 
 

@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Union
 
 from ._compat import wait_for
-from .channel import Channel, _retrieve
-from .codec._primitives import Buffer
+from ._futures import retrieve
+from .channel import Channel
+from .codec import Buffer
 from .codec.properties import Properties
-from .connection import Connection
 from .consumer import Consumer
 from .exceptions import (
     AMQPError,
@@ -43,8 +43,8 @@ from .exceptions import (
     InvalidArgument,
     MessageReturned,
 )
+from .interface import AnyConnection
 from .message import IncomingMessage, ReturnedMessage
-from .robust import RobustConnection
 
 __all__ = [
     "RpcClient",
@@ -126,25 +126,7 @@ def _watched(
     """A callback consumer that reports its end (channel or connection
     closed, or cancelled by the broker) the moment it happens, so that what
     depends on it can fail at once instead of waiting for a timeout."""
-    consumer = Consumer(channel, queue, no_ack=no_ack, callback=callback)
-    consumer._on_end = on_end
-    return consumer
-
-
-async def _live_connection(conn: Connection | RobustConnection, timeout: float | None) -> Connection:
-    """The plain connection to open a channel on; a robust one may first
-    have to recover (waiting up to ``timeout``)."""
-    if isinstance(conn, RobustConnection):
-        await conn.wait_connected(timeout)
-        live = conn.connection
-        assert live is not None
-        return live
-    return conn
-
-
-def _recovers(conn: Connection | RobustConnection, exc: BaseException) -> bool:
-    """Whether ``exc`` means a connection loss that ``conn`` will recover from."""
-    return isinstance(conn, RobustConnection) and conn._lost_connection(exc)
+    return channel.consume(queue, no_ack=no_ack, callback=callback, on_end=on_end)
 
 
 def _text(value: Any) -> str:
@@ -185,7 +167,7 @@ class RpcClient:
     arrive).
     """
 
-    def __init__(self, conn: Connection | RobustConnection, *, timeout: float | None = 30.0) -> None:
+    def __init__(self, conn: AnyConnection, *, timeout: float | None = 30.0) -> None:
         if timeout is not None and not timeout > 0:
             raise InvalidArgument("timeout must be positive or None")
         self._conn = conn
@@ -297,7 +279,7 @@ class RpcClient:
                 except (ConnectionClosed, ChannelClosed) as exc:
                     if self._channel is channel:
                         self._channel = None
-                    if not _recovers(self._conn, exc):
+                    if not self._conn.recovers_from(exc):
                         raise
                     continue  # not sent: try again on the recovered connection
                 return await fut
@@ -326,7 +308,7 @@ class RpcClient:
             body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=True
         )
         conn = channel.connection
-        if deadline is None or not (conn.is_blocked or conn._write_paused):
+        if deadline is None or conn.is_writable:
             await publish
             return
         # The publish has to wait (a blocked connection, a full socket
@@ -352,7 +334,7 @@ class RpcClient:
         opening = self._opening
         if opening is None or opening.done():
             opening = self._opening = asyncio.ensure_future(self._open())
-            opening.add_done_callback(_retrieve)
+            opening.add_done_callback(retrieve)
         # asyncio.wait neither cancels the shared opening on our timeout or
         # cancellation, nor raises when close() cancels it.
         remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
@@ -367,9 +349,8 @@ class RpcClient:
 
     async def _open(self) -> Channel:
         conn = self._conn
-        wait = conn.wait_timeout if isinstance(conn, RobustConnection) else None
         while True:
-            live = await _live_connection(conn, wait)
+            live = await conn.wait_usable()
             channel: Channel | None = None
             try:
                 channel = await live.channel(on_return=self._on_return)
@@ -377,7 +358,7 @@ class RpcClient:
                 await _watched(channel, REPLY_TO, self._on_reply, self._reply_consumer_ended,
                                no_ack=True).start()
             except (ConnectionClosed, ChannelClosed) as exc:
-                if not _recovers(conn, exc):
+                if not conn.recovers_from(exc):
                     raise
                 continue
             except BaseException:  # cancelled by close()
@@ -473,7 +454,7 @@ class RpcServer:
 
     def __init__(
         self,
-        conn: Connection | RobustConnection,
+        conn: AnyConnection,
         queue: str,
         handler: Handler,
         *,
@@ -531,7 +512,7 @@ class RpcServer:
         done = self._done
         if done is None:
             done = self._done = asyncio.get_running_loop().create_future()
-            done.add_done_callback(_retrieve)
+            done.add_done_callback(retrieve)
         return done
 
     async def start(self) -> RpcServer:
@@ -541,8 +522,7 @@ class RpcServer:
             raise InvalidArgument("start on a closed RpcServer")
         if not self._started:
             self._finished()
-            wait = self._conn.wait_timeout if isinstance(self._conn, RobustConnection) else None
-            await self._establish(wait)
+            await self._establish(None)
             self._started = True
         return self
 
@@ -590,7 +570,7 @@ class RpcServer:
     async def _establish(self, wait: float | None) -> None:
         conn = self._conn
         while True:
-            live = await _live_connection(conn, wait)
+            live = await conn.wait_usable(wait)
             channel: Channel | None = None
             try:
                 channel = await live.channel()
@@ -602,7 +582,7 @@ class RpcServer:
                                     no_ack=False)
                 await consumer.start()
             except (ConnectionClosed, ChannelClosed) as exc:
-                if not _recovers(conn, exc):
+                if not conn.recovers_from(exc):
                     raise
                 continue
             except BaseException:
@@ -614,8 +594,9 @@ class RpcServer:
                 await channel.close()
                 return
             self._channel, self._consumer = channel, consumer
-            if consumer._exc is not None:  # pragma: no cover - lost between consume-ok and here
-                self._consumer_ended(consumer, consumer._exc)
+            error = consumer.error
+            if error is not None:  # pragma: no cover - lost between consume-ok and here
+                self._consumer_ended(consumer, error)
             return
 
     def _on_request(self, msg: IncomingMessage) -> None:
@@ -673,7 +654,7 @@ class RpcServer:
         # Requests not started: back to the queue (after a loss the broker
         # requeues them itself, and their delivery tags are dead).
         self._requeue_backlog()
-        if _recovers(self._conn, exc):
+        if self._conn.recovers_from(exc):
             log.warning("RPC server for %r lost its connection (%s); resuming", self.queue, exc)
             self._resuming = asyncio.ensure_future(self._resume())
         else:
@@ -682,7 +663,7 @@ class RpcServer:
 
     async def _resume(self) -> None:
         try:
-            await self._establish(None)
+            await self._establish(math.inf)
         except AMQPError as exc:
             log.log(_level(exc), "RPC server for %r could not resume: %s", self.queue, exc)
             self._stop(exc)

@@ -239,12 +239,12 @@ async def test_writes_are_batched_per_loop_turn(connection: aiorabbit.Connection
             writes.append(len(data))
             transport.writelines(data)
 
-    connection._transport = Counting()  # type: ignore[assignment]
+    connection._outbox.attach(Counting())  # type: ignore[arg-type]
     try:
         await asyncio.gather(*(ch.basic_publish(b"m%d" % i, routing_key=q.queue) for i in range(200)))
         await asyncio.sleep(0.05)
     finally:
-        connection._transport = transport
+        connection._outbox.attach(transport)
     assert len(writes) == 1  # 200 publishes, one write
     assert (await ch.queue_declare(q.queue, passive=True)).message_count == 200
 
@@ -268,7 +268,7 @@ async def test_flow_control_makes_publishers_wait(amqp_url: str) -> None:
         task = asyncio.ensure_future(publish_forever())
         await asyncio.sleep(1.0)
         assert not task.done()
-        assert conn._write_paused
+        assert conn._outbox.paused
         first = sent
         await asyncio.sleep(0.5)
         assert sent == first  # waiting, not buffering
@@ -297,15 +297,15 @@ async def test_waiting_publishers_take_turns_and_cancelled_ones_pass_theirs_on(a
         queued: list[asyncio.Task[None]] = []  # waiting for the transport, in order
 
         async def publish(i: int) -> None:
-            if conn._write_paused:
+            if conn._outbox.paused:
                 queued.append(tasks[i])
             await ch.basic_publish(body, routing_key=q)
             done.append(i)
 
         tasks = [asyncio.ensure_future(publish(i)) for i in range(60)]
         await asyncio.sleep(1.0)
-        assert conn._write_paused and not done
-        assert len(queued) >= 40 and len(conn._write_waiters) == len(queued)  # queued, not buffered
+        assert conn._outbox.paused and not done
+        assert len(queued) >= 40 and len(conn._outbox.waiters) == len(queued)  # queued, not buffered
         for task in queued[:5] + queued[-10:]:  # from the head and the tail of the queue
             task.cancel()
         await asyncio.sleep(0)
@@ -317,7 +317,7 @@ async def test_waiting_publishers_take_turns_and_cancelled_ones_pass_theirs_on(a
         assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 15
         assert len(done) == 45
         assert (await ch.queue_declare(q, passive=True)).message_count == len(done)
-        assert not conn._write_waiters
+        assert not conn._outbox.waiters
         await conn.close()
 
 

@@ -265,13 +265,13 @@ async def test_no_ack_buffer_is_bounded_and_nothing_lost(channel: aiorabbit.Chan
     connection = channel.connection
     async with channel.consume(q, no_ack=True) as messages:
         await asyncio.sleep(0.5)  # not reading: deliveries pile up, then reading stops
-        assert connection._reading_paused
+        assert connection._reading.paused
         buffered = len(messages._buffer)
         # Bounded: the high-water mark plus what one socket read can carry.
         assert NO_ACK_HIGH_WATER <= buffered < total
         got = [int((await messages.get(timeout=5)).body) for _ in range(total)]
     assert got == list(range(total))
-    assert not connection._reading_paused
+    assert not connection._reading.paused
 
 
 async def test_a_no_ack_backlog_never_blocks_replies_confirms_or_close(amqp_url: str) -> None:
@@ -289,7 +289,7 @@ async def test_a_no_ack_backlog_never_blocks_replies_confirms_or_close(amqp_url:
     messages = ch.consume(q, no_ack=True)
     await messages.start()
     await asyncio.sleep(0.5)  # nobody iterates: the backlog fills, reading stops
-    assert conn._reading_paused
+    assert conn._reading.paused
     # A confirmed publish on another channel completes...
     await asyncio.wait_for(other.basic_publish(b"side", routing_key=side), 5)
     # ...and so does a declare on it.
@@ -312,7 +312,7 @@ async def test_close_with_a_no_ack_backlog_is_graceful(amqp_url: str) -> None:
     q = await _fill(ch, 3 * NO_ACK_HIGH_WATER)
     async with ch.consume(q, no_ack=True):
         await asyncio.sleep(0.5)
-        assert conn._reading_paused
+        assert conn._reading.paused
         started = asyncio.get_running_loop().time()
         await asyncio.wait_for(conn.close(), 10)
         assert asyncio.get_running_loop().time() - started < 2

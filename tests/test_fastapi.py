@@ -452,7 +452,7 @@ async def test_requests_share_the_publisher_pool(connection: aiorabbit.Connectio
         # Each publish goes to the least busy channel.
         tasks = [asyncio.ensure_future(rabbit.publisher.publish(b"x", routing_key=jobs)) for _ in range(6)]
         await asyncio.sleep(0)
-        assert [p.in_flight for p in rabbit.publisher._pool] == [2, 2, 2]
+        assert [p.in_flight for p in rabbit.publisher._pool.publishers] == [2, 2, 2]
         assert rabbit.health()["publishers"] == {"channels": 3, "in_flight": 6}
         await asyncio.gather(*tasks)
         assert rabbit.health()["publishers"] == {"channels": 3, "in_flight": 0}
@@ -463,10 +463,10 @@ async def test_requests_share_the_publisher_pool(connection: aiorabbit.Connectio
 def test_publishes_go_to_the_least_busy_channel() -> None:
     publisher = RabbitPublisher()
     pool: list[Any] = [SimpleNamespace(in_flight=n) for n in (3, 1, 2, 1)]
-    publisher._pool = pool
+    publisher._pool.publishers = pool
 
     def picked() -> int:
-        choice = publisher._pick()
+        choice = publisher._pool.pick()
         return next(i for i, candidate in enumerate(pool) if candidate is choice)
 
     # The least busy; between equals, the next one round the pool.

@@ -128,7 +128,7 @@ async def test_no_exception_escapes_the_protocol_callbacks_untyped(
 ) -> None:
     # Whatever goes wrong while handling received bytes (here: an allocation
     # that fails), the caller gets a typed error, not ConnectionLost(0, '').
-    from aiorabbit import channel as channel_module
+    from aiorabbit import assembly
 
     async with aiorabbit.connect(amqp_url) as conn:
         ch = await conn.channel(publisher_confirms=True)
@@ -138,7 +138,7 @@ async def test_no_exception_escapes_the_protocol_callbacks_untyped(
         def no_memory(self: object, need: int) -> bytearray:
             raise MemoryError("injected")
 
-        monkeypatch.setattr(channel_module.Channel, "_assembly", no_memory)
+        monkeypatch.setattr(assembly.Assembler, "_assembly", no_memory)
         with pytest.raises(aiorabbit.ProtocolViolation) as caught:
             await ch.basic_get(q)
         assert "MemoryError" in str(caught.value)

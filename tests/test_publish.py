@@ -304,7 +304,7 @@ async def test_a_failing_socket_write_fails_every_pending_confirm(connection: ai
 
         writelines = write
 
-    connection._transport = Broken()  # type: ignore[assignment]
+    connection._outbox.attach(Broken())  # type: ignore[arg-type]
     results = await asyncio.gather(
         *(ch.basic_publish(b"x", routing_key=q) for _ in range(3)), return_exceptions=True
     )

@@ -297,7 +297,7 @@ async def test_topology_recovered_in_order(
         spy("queue_declare", lambda name="", *a, **k: name)
         spy("exchange_bind", lambda d, s, key="", *a: f"{s}->{d}:{key}")
         spy("queue_bind", lambda q, x, key="", *a: f"{x}->queue:{key}")
-        spy("_basic_consume", lambda c: str(c.consumer_tag))
+        spy("_basic_consume", lambda c, *port: str(c.consumer_tag))
 
         proxy.cut()
         await events.wait("reconnected")
@@ -601,10 +601,10 @@ async def test_close_during_reconnect_stops_cleanly(where: str, monkeypatch: pyt
         hang = asyncio.Event()
         original = Channel._basic_consume
 
-        async def hung(self: Channel, c: Any) -> str:
+        async def hung(self: Channel, c: Any, *port: Any) -> str:
             hang.set()
             await asyncio.Event().wait()
-            return await original(self, c)  # pragma: no cover
+            return await original(self, c, *port)  # pragma: no cover
 
         monkeypatch.setattr(Channel, "_basic_consume", hung)
         proxy.cut()
@@ -848,7 +848,8 @@ async def test_consume_ok_timeout_during_recovery_is_retried(
                     inner is not None
                     and inner.channel.is_open
                     and inner.channel.connection is c.connection
-                    and inner.channel._consumers.get(str(consumer.consumer_tag)) is inner
+                    and getattr(inner.channel._consumers.get(str(consumer.consumer_tag)), "consumer", None)
+                    is inner
                 )
 
         conn.add_listener("reconnected", check)
@@ -858,12 +859,12 @@ async def test_consume_ok_timeout_during_recovery_is_retried(
         original = Channel._basic_consume
         consumes: list[str] = []
 
-        async def held(self: Channel, c: Any) -> str:
+        async def held(self: Channel, c: Any, *port: Any) -> str:
             consumes.append(c.queue)
             if len(consumes) == 2:
                 proxy.stall(upstream=False, downstream=True)
                 asyncio.get_running_loop().call_later(1.0, proxy.resume)
-            return await original(self, c)
+            return await original(self, c, *port)
 
         monkeypatch.setattr(Channel, "_basic_consume", held)
         tags = (a.consumer_tag, b.consumer_tag)
@@ -1108,7 +1109,7 @@ async def test_callback_consumer_is_recovered_and_a_cancelled_one_is_not(
         await events.wait("reconnected")
         await ch.basic_publish(b"cb", routing_key=queue)
         await eventually(lambda: got == [b"cb"], 5, "the callback")
-        assert [c.consumer_tag for c in ch._consumers] == [tag]
+        assert [c.consumer.consumer_tag for c in ch._consumers] == [tag]
         ok = await queue_state(connection, other)
         assert ok is not None and ok.consumer_count == 0  # the cancelled one stays cancelled
         ok = await queue_state(connection, queue)
@@ -1260,9 +1261,9 @@ async def test_get_cancelled_while_the_consumer_registers_leaves_no_orphan(
         await consumer.start()
         original = aiorabbit.Channel._basic_consume
 
-        async def slow_consume_ok(self: aiorabbit.Channel, inner: Any) -> str:
+        async def slow_consume_ok(self: aiorabbit.Channel, inner: Any, *port: Any) -> str:
             proxy.stall(upstream=False, downstream=True)  # the consume-ok is held back
-            return await original(self, inner)
+            return await original(self, inner, *port)
 
         monkeypatch.setattr(aiorabbit.Channel, "_basic_consume", slow_consume_ok)
         with pytest.raises(aiorabbit.NotFound):  # a channel error closes the consumer's channel

@@ -502,7 +502,7 @@ async def test_the_request_is_acked_after_its_reply(
     async with RpcServer(connection, q, echo, concurrency=5) as server, RpcClient(connection) as rpc:
         channel = server.channel
         assert channel is not None
-        publish, settle = channel.basic_publish, channel._settle
+        publish, settle = channel.basic_publish, channel._settle_message
 
         async def recording_publish(body: Any, **kwargs: Any) -> None:
             events.append(("reply", kwargs["properties"].correlation_id))
@@ -513,7 +513,7 @@ async def test_the_request_is_acked_after_its_reply(
             settle(msg, *args)
 
         monkeypatch.setattr(channel, "basic_publish", recording_publish)
-        monkeypatch.setattr(channel, "_settle", recording_settle)
+        monkeypatch.setattr(channel, "_settle_message", recording_settle)
         await asyncio.gather(*(rpc.call(b"%d" % i, routing_key=q) for i in range(20)))
     assert len(events) == 40
     for cid in {cid for _, cid in events}:

@@ -199,7 +199,7 @@ async def test_a_task_that_swallows_cancellation_does_not_hold_close(monkeypatch
 
     task = asyncio.ensure_future(swallows_twice())
     await asyncio.sleep(0)
-    await asyncio.wait_for(robust._stop(task, "test task"), 5)
+    await asyncio.wait_for(robust.stop_task(task, "test task"), 5)
     assert task.cancelled() and stubborn_cancels == 3
 
     release = False
@@ -211,12 +211,12 @@ async def test_a_task_that_swallows_cancellation_does_not_hold_close(monkeypatch
             except asyncio.CancelledError:
                 pass
 
-    monkeypatch.setattr(robust, "_STOP_TRIES", 3)
-    monkeypatch.setattr(robust, "_STOP_WAIT", 0.05)
+    monkeypatch.setattr(robust.common, "_STOP_TRIES", 3)
+    monkeypatch.setattr(robust.common, "_STOP_WAIT", 0.05)
     forever = asyncio.ensure_future(never_stops())
     await asyncio.sleep(0)
     started = time.monotonic()
-    await robust._stop(forever, "test task")
+    await robust.stop_task(forever, "test task")
     assert time.monotonic() - started < 1 and not forever.done()
     release = True
     forever.cancel()

@@ -78,7 +78,7 @@ def gen_encode(cls_id: int, m_id: int, args: list[tuple[str, str]]) -> list[str]
             expr = " | ".join(
                 f"({'1' if n == 0 else str(1 << n)} if self.{b} else 0)" for n, b in enumerate(bits)
             )
-            lines.append(f"        out.append(_B.pack({expr}))")
+            lines.append(f"        out.append(OCTET.pack({expr}))")
             continue
         if kind in STRUCTS:
             run = []
@@ -88,12 +88,12 @@ def gen_encode(cls_id: int, m_id: int, args: list[tuple[str, str]]) -> list[str]
             fmt = ">" + "".join(STRUCTS[k] for _, k in run)
             fields = ", ".join(f"self.{n}" for n, _ in run)
             names = ", ".join(repr(n) for n, _ in run)
-            lines.append(f"        out.append(_pack({fmt!r}, ({names},), {fields}))")
+            lines.append(f"        out.append(pack_fields({fmt!r}, ({names},), {fields}))")
             continue
         if kind == "shortstr":
-            lines.append(f"        out.append(_shortstr(self.{name}, {name!r}))")
+            lines.append(f"        out.append(encode_shortstr(self.{name}, {name!r}))")
         elif kind == "longstr":
-            lines.append(f"        out.append(_longstr(self.{name}))")
+            lines.append(f"        out.append(encode_longstr(self.{name}))")
         elif kind == "table":
             lines.append(f"        out.append(encode_table(self.{name}))")
         else:
@@ -134,13 +134,13 @@ def gen_decode(cls: str, args: list[tuple[str, str]]) -> list[str]:
             targets = ", ".join(f"self.{n}" for n, _ in run)
             comma = "," if len(run) == 1 else ""
             size = sum({"B": 1, "H": 2, "I": 4, "Q": 8}[STRUCTS[k]] for _, k in run)
-            lines.append(f"        ({targets}{comma}) = _unpack({fmt!r}, data, offset)")
+            lines.append(f"        ({targets}{comma}) = unpack_fields({fmt!r}, data, offset)")
             lines.append(f"        offset += {size}")
             continue
         if kind == "shortstr":
-            lines.append(f"        self.{name}, offset = _read_shortstr(data, offset)")
+            lines.append(f"        self.{name}, offset = read_shortstr(data, offset)")
         elif kind == "longstr":
-            lines.append(f"        self.{name}, offset = _read_longstr(data, offset)")
+            lines.append(f"        self.{name}, offset = read_longstr(data, offset)")
         elif kind == "table":
             lines.append(f"        self.{name}, offset = decode_table(data, offset)")
         i += 1
@@ -169,15 +169,15 @@ def generate(spec: dict) -> str:
         "",
         "from ..exceptions import FrameError",
         "from ._primitives import (",
-        "    _B,",
+        "    OCTET,",
         "    Buffer,",
         "    Method,",
-        "    _longstr,",
-        "    _pack,",
-        "    _read_longstr,",
-        "    _read_shortstr,",
-        "    _shortstr,",
-        "    _unpack,",
+        "    encode_longstr,",
+        "    encode_shortstr,",
+        "    pack_fields,",
+        "    read_longstr,",
+        "    read_shortstr,",
+        "    unpack_fields,",
         ")",
         "from .table import decode_table, encode_table",
         "",

@@ -7,7 +7,7 @@ any I/O layer (and is, by the tests, with plain bytes).
 from __future__ import annotations
 
 from . import methods
-from ._primitives import Method
+from ._primitives import Buffer, Method
 from .frames import (
     FRAME_BODY,
     FRAME_END,
@@ -28,7 +28,7 @@ from .frames import (
     encode_content_frames,
     encode_method_frame,
 )
-from .properties import DeliveryMode, Properties
+from .properties import NO_PROPERTIES, DeliveryMode, Properties
 from .table import (
     Float32,
     Int8,
@@ -46,6 +46,7 @@ from .table import (
 
 __all__ = [
     "methods",
+    "Buffer",
     "Method",
     "FRAME_BODY",
     "FRAME_END",
@@ -65,6 +66,7 @@ __all__ = [
     "decode_method",
     "encode_content_frames",
     "encode_method_frame",
+    "NO_PROPERTIES",
     "DeliveryMode",
     "Properties",
     "Float32",

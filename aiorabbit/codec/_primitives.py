@@ -10,8 +10,8 @@ from ..exceptions import FrameError, InvalidArgument
 Buffer = Union[bytes, bytearray, memoryview]
 """Anything the decoders read from."""
 
-_B = struct.Struct(">B")
-_I = struct.Struct(">I")
+OCTET = struct.Struct(">B")
+LONG = struct.Struct(">I")
 
 
 class Method:
@@ -60,7 +60,7 @@ class Method:
 _SECRET = frozenset({"response", "new_secret", "challenge"})
 
 
-def _pack(fmt: str, names: tuple[str, ...], *values: Any) -> bytes:
+def pack_fields(fmt: str, names: tuple[str, ...], *values: Any) -> bytes:
     try:
         return struct.pack(fmt, *values)
     except struct.error:
@@ -69,11 +69,11 @@ def _pack(fmt: str, names: tuple[str, ...], *values: Any) -> bytes:
         ) from None
 
 
-def _unpack(fmt: str, data: Buffer, offset: int) -> tuple[Any, ...]:
+def unpack_fields(fmt: str, data: Buffer, offset: int) -> tuple[Any, ...]:
     return struct.unpack_from(fmt, data, offset)
 
 
-def _shortstr(value: str, name: str) -> bytes:
+def encode_shortstr(value: str, name: str) -> bytes:
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
     try:
@@ -82,12 +82,12 @@ def _shortstr(value: str, name: str) -> bytes:
         raw = _encode_escaped(value, name)
     if len(raw) > 255:
         raise InvalidArgument(f"{name} is {len(raw)} bytes long; AMQP allows 255")
-    return _B.pack(len(raw)) + raw
+    return OCTET.pack(len(raw)) + raw
 
 
 def _encode_escaped(value: str, name: str) -> bytes:
     """``value`` encoded as UTF-8 where the strict codec failed: a string
-    decoded from non-UTF-8 bytes (see :func:`_read_shortstr`) gets its raw
+    decoded from non-UTF-8 bytes (see :func:`read_shortstr`) gets its raw
     bytes back; any other lone surrogate is an :class:`InvalidArgument`."""
     try:
         return value.encode("utf-8", "surrogateescape")
@@ -99,7 +99,7 @@ def _encode_escaped(value: str, name: str) -> bytes:
         ) from None
 
 
-def _longstr(value: bytes | str) -> bytes:
+def encode_longstr(value: bytes | str) -> bytes:
     if isinstance(value, str):
         try:
             raw = value.encode("utf-8")
@@ -109,10 +109,10 @@ def _longstr(value: bytes | str) -> bytes:
         raw = bytes(value)
     else:
         raise InvalidArgument(f"long string must be str or bytes, not {type(value).__name__}")
-    return _I.pack(len(raw)) + raw
+    return LONG.pack(len(raw)) + raw
 
 
-def _read_shortstr(data: Buffer, offset: int) -> tuple[str, int]:
+def read_shortstr(data: Buffer, offset: int) -> tuple[str, int]:
     size = data[offset]
     start = offset + 1
     stop = start + size
@@ -121,13 +121,13 @@ def _read_shortstr(data: Buffer, offset: int) -> tuple[str, int]:
     # Lenient: a name another client wrote as non-UTF-8 bytes must not make a
     # delivery undecodable (it would be redelivered, and fail, for ever).
     # Such bytes decode to lone surrogates U+DC80-U+DCFF, which
-    # ``s.encode("utf-8", "surrogateescape")`` (and :func:`_shortstr`) turn
+    # ``s.encode("utf-8", "surrogateescape")`` (and :func:`encode_shortstr`) turn
     # back into the same bytes.
     return str(data[start:stop], "utf-8", "surrogateescape"), stop
 
 
-def _read_longstr(data: Buffer, offset: int) -> tuple[bytes, int]:
-    (size,) = _I.unpack_from(data, offset)
+def read_longstr(data: Buffer, offset: int) -> tuple[bytes, int]:
+    (size,) = LONG.unpack_from(data, offset)
     start = offset + 4
     stop = start + size
     if stop > len(data):

@@ -11,15 +11,15 @@ from typing import Any, ClassVar
 
 from ..exceptions import FrameError
 from ._primitives import (
-    _B,
+    OCTET,
     Buffer,
     Method,
-    _longstr,
-    _pack,
-    _read_longstr,
-    _read_shortstr,
-    _shortstr,
-    _unpack,
+    encode_longstr,
+    encode_shortstr,
+    pack_fields,
+    read_longstr,
+    read_shortstr,
+    unpack_fields,
 )
 from .table import decode_table, encode_table
 
@@ -52,10 +52,10 @@ class ConnectionStart(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x0a']
-        out.append(_pack('>BB', ('version_major', 'version_minor',), self.version_major, self.version_minor))
+        out.append(pack_fields('>BB', ('version_major', 'version_minor',), self.version_major, self.version_minor))
         out.append(encode_table(self.server_properties))
-        out.append(_longstr(self.mechanisms))
-        out.append(_longstr(self.locales))
+        out.append(encode_longstr(self.mechanisms))
+        out.append(encode_longstr(self.locales))
         return b"".join(out)
 
     @classmethod
@@ -63,11 +63,11 @@ class ConnectionStart(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.version_major, self.version_minor) = _unpack('>BB', data, offset)
+        (self.version_major, self.version_minor) = unpack_fields('>BB', data, offset)
         offset += 2
         self.server_properties, offset = decode_table(data, offset)
-        self.mechanisms, offset = _read_longstr(data, offset)
-        self.locales, offset = _read_longstr(data, offset)
+        self.mechanisms, offset = read_longstr(data, offset)
+        self.locales, offset = read_longstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -99,9 +99,9 @@ class ConnectionStartOk(Method):
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x0b']
         out.append(encode_table(self.client_properties))
-        out.append(_shortstr(self.mechanism, 'mechanism'))
-        out.append(_longstr(self.response))
-        out.append(_shortstr(self.locale, 'locale'))
+        out.append(encode_shortstr(self.mechanism, 'mechanism'))
+        out.append(encode_longstr(self.response))
+        out.append(encode_shortstr(self.locale, 'locale'))
         return b"".join(out)
 
     @classmethod
@@ -110,9 +110,9 @@ class ConnectionStartOk(Method):
         self = cls.__new__(cls)
         offset = 0
         self.client_properties, offset = decode_table(data, offset)
-        self.mechanism, offset = _read_shortstr(data, offset)
-        self.response, offset = _read_longstr(data, offset)
-        self.locale, offset = _read_shortstr(data, offset)
+        self.mechanism, offset = read_shortstr(data, offset)
+        self.response, offset = read_longstr(data, offset)
+        self.locale, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -137,7 +137,7 @@ class ConnectionSecure(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x14']
-        out.append(_longstr(self.challenge))
+        out.append(encode_longstr(self.challenge))
         return b"".join(out)
 
     @classmethod
@@ -145,7 +145,7 @@ class ConnectionSecure(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.challenge, offset = _read_longstr(data, offset)
+        self.challenge, offset = read_longstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -170,7 +170,7 @@ class ConnectionSecureOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x15']
-        out.append(_longstr(self.response))
+        out.append(encode_longstr(self.response))
         return b"".join(out)
 
     @classmethod
@@ -178,7 +178,7 @@ class ConnectionSecureOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.response, offset = _read_longstr(data, offset)
+        self.response, offset = read_longstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -207,7 +207,7 @@ class ConnectionTune(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x1e']
-        out.append(_pack('>HIH', ('channel_max', 'frame_max', 'heartbeat',), self.channel_max, self.frame_max, self.heartbeat))
+        out.append(pack_fields('>HIH', ('channel_max', 'frame_max', 'heartbeat',), self.channel_max, self.frame_max, self.heartbeat))
         return b"".join(out)
 
     @classmethod
@@ -215,7 +215,7 @@ class ConnectionTune(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.channel_max, self.frame_max, self.heartbeat) = _unpack('>HIH', data, offset)
+        (self.channel_max, self.frame_max, self.heartbeat) = unpack_fields('>HIH', data, offset)
         offset += 8
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -245,7 +245,7 @@ class ConnectionTuneOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x1f']
-        out.append(_pack('>HIH', ('channel_max', 'frame_max', 'heartbeat',), self.channel_max, self.frame_max, self.heartbeat))
+        out.append(pack_fields('>HIH', ('channel_max', 'frame_max', 'heartbeat',), self.channel_max, self.frame_max, self.heartbeat))
         return b"".join(out)
 
     @classmethod
@@ -253,7 +253,7 @@ class ConnectionTuneOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.channel_max, self.frame_max, self.heartbeat) = _unpack('>HIH', data, offset)
+        (self.channel_max, self.frame_max, self.heartbeat) = unpack_fields('>HIH', data, offset)
         offset += 8
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -283,9 +283,9 @@ class ConnectionOpen(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x28']
-        out.append(_shortstr(self.virtual_host, 'virtual_host'))
-        out.append(_shortstr(self.capabilities, 'capabilities'))
-        out.append(_B.pack((1 if self.insist else 0)))
+        out.append(encode_shortstr(self.virtual_host, 'virtual_host'))
+        out.append(encode_shortstr(self.capabilities, 'capabilities'))
+        out.append(OCTET.pack((1 if self.insist else 0)))
         return b"".join(out)
 
     @classmethod
@@ -293,8 +293,8 @@ class ConnectionOpen(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.virtual_host, offset = _read_shortstr(data, offset)
-        self.capabilities, offset = _read_shortstr(data, offset)
+        self.virtual_host, offset = read_shortstr(data, offset)
+        self.capabilities, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.insist = bool(flags & 1)
@@ -322,7 +322,7 @@ class ConnectionOpenOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x29']
-        out.append(_shortstr(self.known_hosts, 'known_hosts'))
+        out.append(encode_shortstr(self.known_hosts, 'known_hosts'))
         return b"".join(out)
 
     @classmethod
@@ -330,7 +330,7 @@ class ConnectionOpenOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.known_hosts, offset = _read_shortstr(data, offset)
+        self.known_hosts, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -361,9 +361,9 @@ class ConnectionClose(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x32']
-        out.append(_pack('>H', ('reply_code',), self.reply_code))
-        out.append(_shortstr(self.reply_text, 'reply_text'))
-        out.append(_pack('>HH', ('class_id', 'method_id',), self.class_id, self.method_id))
+        out.append(pack_fields('>H', ('reply_code',), self.reply_code))
+        out.append(encode_shortstr(self.reply_text, 'reply_text'))
+        out.append(pack_fields('>HH', ('class_id', 'method_id',), self.class_id, self.method_id))
         return b"".join(out)
 
     @classmethod
@@ -371,10 +371,10 @@ class ConnectionClose(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.reply_code,) = _unpack('>H', data, offset)
+        (self.reply_code,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.reply_text, offset = _read_shortstr(data, offset)
-        (self.class_id, self.method_id) = _unpack('>HH', data, offset)
+        self.reply_text, offset = read_shortstr(data, offset)
+        (self.class_id, self.method_id) = unpack_fields('>HH', data, offset)
         offset += 4
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -425,7 +425,7 @@ class ConnectionBlocked(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x3c']
-        out.append(_shortstr(self.reason, 'reason'))
+        out.append(encode_shortstr(self.reason, 'reason'))
         return b"".join(out)
 
     @classmethod
@@ -433,7 +433,7 @@ class ConnectionBlocked(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.reason, offset = _read_shortstr(data, offset)
+        self.reason, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -485,8 +485,8 @@ class ConnectionUpdateSecret(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x0a\x00\x46']
-        out.append(_longstr(self.new_secret))
-        out.append(_shortstr(self.reason, 'reason'))
+        out.append(encode_longstr(self.new_secret))
+        out.append(encode_shortstr(self.reason, 'reason'))
         return b"".join(out)
 
     @classmethod
@@ -494,8 +494,8 @@ class ConnectionUpdateSecret(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.new_secret, offset = _read_longstr(data, offset)
-        self.reason, offset = _read_shortstr(data, offset)
+        self.new_secret, offset = read_longstr(data, offset)
+        self.reason, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -545,7 +545,7 @@ class ChannelOpen(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x14\x00\x0a']
-        out.append(_shortstr(self.out_of_band, 'out_of_band'))
+        out.append(encode_shortstr(self.out_of_band, 'out_of_band'))
         return b"".join(out)
 
     @classmethod
@@ -553,7 +553,7 @@ class ChannelOpen(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.out_of_band, offset = _read_shortstr(data, offset)
+        self.out_of_band, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -578,7 +578,7 @@ class ChannelOpenOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x14\x00\x0b']
-        out.append(_longstr(self.channel_id))
+        out.append(encode_longstr(self.channel_id))
         return b"".join(out)
 
     @classmethod
@@ -586,7 +586,7 @@ class ChannelOpenOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.channel_id, offset = _read_longstr(data, offset)
+        self.channel_id, offset = read_longstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -611,7 +611,7 @@ class ChannelFlow(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x14\x00\x14']
-        out.append(_B.pack((1 if self.active else 0)))
+        out.append(OCTET.pack((1 if self.active else 0)))
         return b"".join(out)
 
     @classmethod
@@ -646,7 +646,7 @@ class ChannelFlowOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x14\x00\x15']
-        out.append(_B.pack((1 if self.active else 0)))
+        out.append(OCTET.pack((1 if self.active else 0)))
         return b"".join(out)
 
     @classmethod
@@ -687,9 +687,9 @@ class ChannelClose(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x14\x00\x28']
-        out.append(_pack('>H', ('reply_code',), self.reply_code))
-        out.append(_shortstr(self.reply_text, 'reply_text'))
-        out.append(_pack('>HH', ('class_id', 'method_id',), self.class_id, self.method_id))
+        out.append(pack_fields('>H', ('reply_code',), self.reply_code))
+        out.append(encode_shortstr(self.reply_text, 'reply_text'))
+        out.append(pack_fields('>HH', ('class_id', 'method_id',), self.class_id, self.method_id))
         return b"".join(out)
 
     @classmethod
@@ -697,10 +697,10 @@ class ChannelClose(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.reply_code,) = _unpack('>H', data, offset)
+        (self.reply_code,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.reply_text, offset = _read_shortstr(data, offset)
-        (self.class_id, self.method_id) = _unpack('>HH', data, offset)
+        self.reply_text, offset = read_shortstr(data, offset)
+        (self.class_id, self.method_id) = unpack_fields('>HH', data, offset)
         offset += 4
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -761,8 +761,8 @@ class AccessRequest(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x1e\x00\x0a']
-        out.append(_shortstr(self.realm, 'realm'))
-        out.append(_B.pack((1 if self.exclusive else 0) | (2 if self.passive else 0) | (4 if self.active else 0) | (8 if self.write else 0) | (16 if self.read else 0)))
+        out.append(encode_shortstr(self.realm, 'realm'))
+        out.append(OCTET.pack((1 if self.exclusive else 0) | (2 if self.passive else 0) | (4 if self.active else 0) | (8 if self.write else 0) | (16 if self.read else 0)))
         return b"".join(out)
 
     @classmethod
@@ -770,7 +770,7 @@ class AccessRequest(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.realm, offset = _read_shortstr(data, offset)
+        self.realm, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.exclusive = bool(flags & 1)
@@ -802,7 +802,7 @@ class AccessRequestOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x1e\x00\x0b']
-        out.append(_pack('>H', ('ticket',), self.ticket))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
         return b"".join(out)
 
     @classmethod
@@ -810,7 +810,7 @@ class AccessRequestOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -852,10 +852,10 @@ class ExchangeDeclare(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x28\x00\x0a']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.type, 'type'))
-        out.append(_B.pack((1 if self.passive else 0) | (2 if self.durable else 0) | (4 if self.auto_delete else 0) | (8 if self.internal else 0) | (16 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.type, 'type'))
+        out.append(OCTET.pack((1 if self.passive else 0) | (2 if self.durable else 0) | (4 if self.auto_delete else 0) | (8 if self.internal else 0) | (16 if self.nowait else 0)))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -864,10 +864,10 @@ class ExchangeDeclare(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.type, offset = _read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.type, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.passive = bool(flags & 1)
@@ -931,9 +931,9 @@ class ExchangeDelete(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x28\x00\x14']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_B.pack((1 if self.if_unused else 0) | (2 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(OCTET.pack((1 if self.if_unused else 0) | (2 if self.nowait else 0)))
         return b"".join(out)
 
     @classmethod
@@ -941,9 +941,9 @@ class ExchangeDelete(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.exchange, offset = _read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.if_unused = bool(flags & 1)
@@ -1007,11 +1007,11 @@ class ExchangeBind(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x28\x00\x1e']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.destination, 'destination'))
-        out.append(_shortstr(self.source, 'source'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
-        out.append(_B.pack((1 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.destination, 'destination'))
+        out.append(encode_shortstr(self.source, 'source'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
+        out.append(OCTET.pack((1 if self.nowait else 0)))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -1020,11 +1020,11 @@ class ExchangeBind(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.destination, offset = _read_shortstr(data, offset)
-        self.source, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.destination, offset = read_shortstr(data, offset)
+        self.source, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.nowait = bool(flags & 1)
@@ -1088,11 +1088,11 @@ class ExchangeUnbind(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x28\x00\x28']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.destination, 'destination'))
-        out.append(_shortstr(self.source, 'source'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
-        out.append(_B.pack((1 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.destination, 'destination'))
+        out.append(encode_shortstr(self.source, 'source'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
+        out.append(OCTET.pack((1 if self.nowait else 0)))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -1101,11 +1101,11 @@ class ExchangeUnbind(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.destination, offset = _read_shortstr(data, offset)
-        self.source, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.destination, offset = read_shortstr(data, offset)
+        self.source, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.nowait = bool(flags & 1)
@@ -1173,9 +1173,9 @@ class QueueDeclare(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x0a']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_B.pack((1 if self.passive else 0) | (2 if self.durable else 0) | (4 if self.exclusive else 0) | (8 if self.auto_delete else 0) | (16 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(OCTET.pack((1 if self.passive else 0) | (2 if self.durable else 0) | (4 if self.exclusive else 0) | (8 if self.auto_delete else 0) | (16 if self.nowait else 0)))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -1184,9 +1184,9 @@ class QueueDeclare(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.passive = bool(flags & 1)
@@ -1223,8 +1223,8 @@ class QueueDeclareOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x0b']
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_pack('>II', ('message_count', 'consumer_count',), self.message_count, self.consumer_count))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(pack_fields('>II', ('message_count', 'consumer_count',), self.message_count, self.consumer_count))
         return b"".join(out)
 
     @classmethod
@@ -1232,8 +1232,8 @@ class QueueDeclareOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.queue, offset = _read_shortstr(data, offset)
-        (self.message_count, self.consumer_count) = _unpack('>II', data, offset)
+        self.queue, offset = read_shortstr(data, offset)
+        (self.message_count, self.consumer_count) = unpack_fields('>II', data, offset)
         offset += 8
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -1269,11 +1269,11 @@ class QueueBind(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x14']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
-        out.append(_B.pack((1 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
+        out.append(OCTET.pack((1 if self.nowait else 0)))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -1282,11 +1282,11 @@ class QueueBind(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.nowait = bool(flags & 1)
@@ -1344,9 +1344,9 @@ class QueuePurge(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x1e']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_B.pack((1 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(OCTET.pack((1 if self.nowait else 0)))
         return b"".join(out)
 
     @classmethod
@@ -1354,9 +1354,9 @@ class QueuePurge(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.nowait = bool(flags & 1)
@@ -1384,7 +1384,7 @@ class QueuePurgeOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x1f']
-        out.append(_pack('>I', ('message_count',), self.message_count))
+        out.append(pack_fields('>I', ('message_count',), self.message_count))
         return b"".join(out)
 
     @classmethod
@@ -1392,7 +1392,7 @@ class QueuePurgeOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.message_count,) = _unpack('>I', data, offset)
+        (self.message_count,) = unpack_fields('>I', data, offset)
         offset += 4
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -1426,9 +1426,9 @@ class QueueDelete(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x28']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_B.pack((1 if self.if_unused else 0) | (2 if self.if_empty else 0) | (4 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(OCTET.pack((1 if self.if_unused else 0) | (2 if self.if_empty else 0) | (4 if self.nowait else 0)))
         return b"".join(out)
 
     @classmethod
@@ -1436,9 +1436,9 @@ class QueueDelete(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.if_unused = bool(flags & 1)
@@ -1468,7 +1468,7 @@ class QueueDeleteOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x29']
-        out.append(_pack('>I', ('message_count',), self.message_count))
+        out.append(pack_fields('>I', ('message_count',), self.message_count))
         return b"".join(out)
 
     @classmethod
@@ -1476,7 +1476,7 @@ class QueueDeleteOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.message_count,) = _unpack('>I', data, offset)
+        (self.message_count,) = unpack_fields('>I', data, offset)
         offset += 4
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -1510,10 +1510,10 @@ class QueueUnbind(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x32\x00\x32']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -1522,11 +1522,11 @@ class QueueUnbind(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         self.arguments, offset = decode_table(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -1581,8 +1581,8 @@ class BasicQos(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x0a']
-        out.append(_pack('>IH', ('prefetch_size', 'prefetch_count',), self.prefetch_size, self.prefetch_count))
-        out.append(_B.pack((1 if self.global_ else 0)))
+        out.append(pack_fields('>IH', ('prefetch_size', 'prefetch_count',), self.prefetch_size, self.prefetch_count))
+        out.append(OCTET.pack((1 if self.global_ else 0)))
         return b"".join(out)
 
     @classmethod
@@ -1590,7 +1590,7 @@ class BasicQos(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.prefetch_size, self.prefetch_count) = _unpack('>IH', data, offset)
+        (self.prefetch_size, self.prefetch_count) = unpack_fields('>IH', data, offset)
         offset += 6
         flags = data[offset]
         offset += 1
@@ -1658,10 +1658,10 @@ class BasicConsume(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x14']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_shortstr(self.consumer_tag, 'consumer_tag'))
-        out.append(_B.pack((1 if self.no_local else 0) | (2 if self.no_ack else 0) | (4 if self.exclusive else 0) | (8 if self.nowait else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(encode_shortstr(self.consumer_tag, 'consumer_tag'))
+        out.append(OCTET.pack((1 if self.no_local else 0) | (2 if self.no_ack else 0) | (4 if self.exclusive else 0) | (8 if self.nowait else 0)))
         out.append(encode_table(self.arguments))
         return b"".join(out)
 
@@ -1670,10 +1670,10 @@ class BasicConsume(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
-        self.consumer_tag, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
+        self.consumer_tag, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.no_local = bool(flags & 1)
@@ -1705,7 +1705,7 @@ class BasicConsumeOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x15']
-        out.append(_shortstr(self.consumer_tag, 'consumer_tag'))
+        out.append(encode_shortstr(self.consumer_tag, 'consumer_tag'))
         return b"".join(out)
 
     @classmethod
@@ -1713,7 +1713,7 @@ class BasicConsumeOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.consumer_tag, offset = _read_shortstr(data, offset)
+        self.consumer_tag, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -1740,8 +1740,8 @@ class BasicCancel(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x1e']
-        out.append(_shortstr(self.consumer_tag, 'consumer_tag'))
-        out.append(_B.pack((1 if self.nowait else 0)))
+        out.append(encode_shortstr(self.consumer_tag, 'consumer_tag'))
+        out.append(OCTET.pack((1 if self.nowait else 0)))
         return b"".join(out)
 
     @classmethod
@@ -1749,7 +1749,7 @@ class BasicCancel(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.consumer_tag, offset = _read_shortstr(data, offset)
+        self.consumer_tag, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.nowait = bool(flags & 1)
@@ -1777,7 +1777,7 @@ class BasicCancelOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x1f']
-        out.append(_shortstr(self.consumer_tag, 'consumer_tag'))
+        out.append(encode_shortstr(self.consumer_tag, 'consumer_tag'))
         return b"".join(out)
 
     @classmethod
@@ -1785,7 +1785,7 @@ class BasicCancelOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.consumer_tag, offset = _read_shortstr(data, offset)
+        self.consumer_tag, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -1818,10 +1818,10 @@ class BasicPublish(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x28']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
-        out.append(_B.pack((1 if self.mandatory else 0) | (2 if self.immediate else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
+        out.append(OCTET.pack((1 if self.mandatory else 0) | (2 if self.immediate else 0)))
         return b"".join(out)
 
     @classmethod
@@ -1829,10 +1829,10 @@ class BasicPublish(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.mandatory = bool(flags & 1)
@@ -1867,10 +1867,10 @@ class BasicReturn(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x32']
-        out.append(_pack('>H', ('reply_code',), self.reply_code))
-        out.append(_shortstr(self.reply_text, 'reply_text'))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
+        out.append(pack_fields('>H', ('reply_code',), self.reply_code))
+        out.append(encode_shortstr(self.reply_text, 'reply_text'))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
         return b"".join(out)
 
     @classmethod
@@ -1878,11 +1878,11 @@ class BasicReturn(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.reply_code,) = _unpack('>H', data, offset)
+        (self.reply_code,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.reply_text, offset = _read_shortstr(data, offset)
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.reply_text, offset = read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -1915,11 +1915,11 @@ class BasicDeliver(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x3c']
-        out.append(_shortstr(self.consumer_tag, 'consumer_tag'))
-        out.append(_pack('>Q', ('delivery_tag',), self.delivery_tag))
-        out.append(_B.pack((1 if self.redelivered else 0)))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
+        out.append(encode_shortstr(self.consumer_tag, 'consumer_tag'))
+        out.append(pack_fields('>Q', ('delivery_tag',), self.delivery_tag))
+        out.append(OCTET.pack((1 if self.redelivered else 0)))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
         return b"".join(out)
 
     @classmethod
@@ -1927,14 +1927,14 @@ class BasicDeliver(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.consumer_tag, offset = _read_shortstr(data, offset)
-        (self.delivery_tag,) = _unpack('>Q', data, offset)
+        self.consumer_tag, offset = read_shortstr(data, offset)
+        (self.delivery_tag,) = unpack_fields('>Q', data, offset)
         offset += 8
         flags = data[offset]
         offset += 1
         self.redelivered = bool(flags & 1)
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -1963,9 +1963,9 @@ class BasicGet(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x46']
-        out.append(_pack('>H', ('ticket',), self.ticket))
-        out.append(_shortstr(self.queue, 'queue'))
-        out.append(_B.pack((1 if self.no_ack else 0)))
+        out.append(pack_fields('>H', ('ticket',), self.ticket))
+        out.append(encode_shortstr(self.queue, 'queue'))
+        out.append(OCTET.pack((1 if self.no_ack else 0)))
         return b"".join(out)
 
     @classmethod
@@ -1973,9 +1973,9 @@ class BasicGet(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.ticket,) = _unpack('>H', data, offset)
+        (self.ticket,) = unpack_fields('>H', data, offset)
         offset += 2
-        self.queue, offset = _read_shortstr(data, offset)
+        self.queue, offset = read_shortstr(data, offset)
         flags = data[offset]
         offset += 1
         self.no_ack = bool(flags & 1)
@@ -2011,11 +2011,11 @@ class BasicGetOk(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x47']
-        out.append(_pack('>Q', ('delivery_tag',), self.delivery_tag))
-        out.append(_B.pack((1 if self.redelivered else 0)))
-        out.append(_shortstr(self.exchange, 'exchange'))
-        out.append(_shortstr(self.routing_key, 'routing_key'))
-        out.append(_pack('>I', ('message_count',), self.message_count))
+        out.append(pack_fields('>Q', ('delivery_tag',), self.delivery_tag))
+        out.append(OCTET.pack((1 if self.redelivered else 0)))
+        out.append(encode_shortstr(self.exchange, 'exchange'))
+        out.append(encode_shortstr(self.routing_key, 'routing_key'))
+        out.append(pack_fields('>I', ('message_count',), self.message_count))
         return b"".join(out)
 
     @classmethod
@@ -2023,14 +2023,14 @@ class BasicGetOk(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.delivery_tag,) = _unpack('>Q', data, offset)
+        (self.delivery_tag,) = unpack_fields('>Q', data, offset)
         offset += 8
         flags = data[offset]
         offset += 1
         self.redelivered = bool(flags & 1)
-        self.exchange, offset = _read_shortstr(data, offset)
-        self.routing_key, offset = _read_shortstr(data, offset)
-        (self.message_count,) = _unpack('>I', data, offset)
+        self.exchange, offset = read_shortstr(data, offset)
+        self.routing_key, offset = read_shortstr(data, offset)
+        (self.message_count,) = unpack_fields('>I', data, offset)
         offset += 4
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
@@ -2056,7 +2056,7 @@ class BasicGetEmpty(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x48']
-        out.append(_shortstr(self.cluster_id, 'cluster_id'))
+        out.append(encode_shortstr(self.cluster_id, 'cluster_id'))
         return b"".join(out)
 
     @classmethod
@@ -2064,7 +2064,7 @@ class BasicGetEmpty(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        self.cluster_id, offset = _read_shortstr(data, offset)
+        self.cluster_id, offset = read_shortstr(data, offset)
         if offset != len(data):
             raise FrameError(f"{cls.NAME}: {len(data) - offset} trailing bytes")
         return self
@@ -2091,8 +2091,8 @@ class BasicAck(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x50']
-        out.append(_pack('>Q', ('delivery_tag',), self.delivery_tag))
-        out.append(_B.pack((1 if self.multiple else 0)))
+        out.append(pack_fields('>Q', ('delivery_tag',), self.delivery_tag))
+        out.append(OCTET.pack((1 if self.multiple else 0)))
         return b"".join(out)
 
     @classmethod
@@ -2100,7 +2100,7 @@ class BasicAck(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.delivery_tag,) = _unpack('>Q', data, offset)
+        (self.delivery_tag,) = unpack_fields('>Q', data, offset)
         offset += 8
         flags = data[offset]
         offset += 1
@@ -2131,8 +2131,8 @@ class BasicReject(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x5a']
-        out.append(_pack('>Q', ('delivery_tag',), self.delivery_tag))
-        out.append(_B.pack((1 if self.requeue else 0)))
+        out.append(pack_fields('>Q', ('delivery_tag',), self.delivery_tag))
+        out.append(OCTET.pack((1 if self.requeue else 0)))
         return b"".join(out)
 
     @classmethod
@@ -2140,7 +2140,7 @@ class BasicReject(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.delivery_tag,) = _unpack('>Q', data, offset)
+        (self.delivery_tag,) = unpack_fields('>Q', data, offset)
         offset += 8
         flags = data[offset]
         offset += 1
@@ -2169,7 +2169,7 @@ class BasicRecoverAsync(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x64']
-        out.append(_B.pack((1 if self.requeue else 0)))
+        out.append(OCTET.pack((1 if self.requeue else 0)))
         return b"".join(out)
 
     @classmethod
@@ -2204,7 +2204,7 @@ class BasicRecover(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x6e']
-        out.append(_B.pack((1 if self.requeue else 0)))
+        out.append(OCTET.pack((1 if self.requeue else 0)))
         return b"".join(out)
 
     @classmethod
@@ -2268,8 +2268,8 @@ class BasicNack(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x3c\x00\x78']
-        out.append(_pack('>Q', ('delivery_tag',), self.delivery_tag))
-        out.append(_B.pack((1 if self.multiple else 0) | (2 if self.requeue else 0)))
+        out.append(pack_fields('>Q', ('delivery_tag',), self.delivery_tag))
+        out.append(OCTET.pack((1 if self.multiple else 0) | (2 if self.requeue else 0)))
         return b"".join(out)
 
     @classmethod
@@ -2277,7 +2277,7 @@ class BasicNack(Method):
         """Decode the arguments (the payload after the two ids)."""
         self = cls.__new__(cls)
         offset = 0
-        (self.delivery_tag,) = _unpack('>Q', data, offset)
+        (self.delivery_tag,) = unpack_fields('>Q', data, offset)
         offset += 8
         flags = data[offset]
         offset += 1
@@ -2457,7 +2457,7 @@ class ConfirmSelect(Method):
     def encode(self) -> bytes:
         """The method frame payload: class id, method id, arguments."""
         out: list[bytes] = [b'\x00\x55\x00\x0a']
-        out.append(_B.pack((1 if self.nowait else 0)))
+        out.append(OCTET.pack((1 if self.nowait else 0)))
         return b"".join(out)
 
     @classmethod

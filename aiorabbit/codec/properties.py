@@ -9,13 +9,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..exceptions import FrameError, InvalidArgument
-from ._primitives import Buffer, _read_shortstr, _shortstr
-from .table import _named_table, decode_table
+from ._primitives import Buffer, encode_shortstr, read_shortstr
+from .table import decode_table, encode_named_table
 
-__all__ = ["Properties", "DeliveryMode"]
+__all__ = ["Properties", "DeliveryMode", "NO_PROPERTIES"]
+
+#: The encoded property list of a message without properties (no flag set).
+NO_PROPERTIES = b"\x00\x00"
 
 _H = struct.Struct(">H")
-_B = struct.Struct(">B")
+OCTET = struct.Struct(">B")
 _Q = struct.Struct(">Q")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -159,13 +162,13 @@ class Properties:
             if kind == "shortstr":
                 if type(value) is not str:
                     value = _not_a_str(name, value)
-                out.append(_shortstr(value, name))
+                out.append(encode_shortstr(value, name))
             elif kind == "octet":
                 if type(value) is not int or not 0 <= value <= 255:
                     value = _octet(name, value)
-                out.append(_B.pack(value))
+                out.append(OCTET.pack(value))
             elif kind == "table":
-                out.append(_named_table(value, name) if value else b"\x00\x00\x00\x00")
+                out.append(encode_named_table(value, name) if value else b"\x00\x00\x00\x00")
             else:
                 out.append(_encode_timestamp(value))
         out[0] = _H.pack(flags)
@@ -192,7 +195,7 @@ class Properties:
                 continue
             value: Any
             if kind == "shortstr":
-                value, offset = _read_shortstr(data, offset)
+                value, offset = read_shortstr(data, offset)
             elif kind == "octet":
                 value = data[offset]
                 offset += 1

@@ -160,12 +160,12 @@ FieldTable = Mapping[str, Any]
 #: ``RecursionError``.
 MAX_DEPTH = 100
 
-_B = struct.Struct(">B")
+OCTET = struct.Struct(">B")
 _b = struct.Struct(">b")
 _h = struct.Struct(">h")
 _H = struct.Struct(">H")
 _i = struct.Struct(">i")
-_I = struct.Struct(">I")
+LONG = struct.Struct(">I")
 _q = struct.Struct(">q")
 _Q = struct.Struct(">Q")
 _f = struct.Struct(">f")
@@ -179,7 +179,7 @@ _INT_CHOICE = (
     (-(2**15), 2**15 - 1, b"s", _h),
     (0, 2**16 - 1, b"u", _H),
     (-(2**31), 2**31 - 1, b"I", _i),
-    (0, 2**32 - 1, b"i", _I),
+    (0, 2**32 - 1, b"i", LONG),
     (-(2**63), 2**63 - 1, b"l", _q),
 )
 _INT_TAG_CLASS: dict[bytes, type[_TaggedInt]] = {
@@ -268,7 +268,7 @@ def _encode_value(value: Any, out: list[bytes], path: str, depth: int) -> None:
         except UnicodeEncodeError:
             raw = _encode_str(value, f"field table value {path or 'value'}")
         out.append(b"S")
-        out.append(_I.pack(len(raw)))
+        out.append(LONG.pack(len(raw)))
         out.append(raw)
     elif cls is bool:
         out.append(b"t\x01" if value else b"t\x00")
@@ -301,12 +301,12 @@ def _encode_value(value: Any, out: list[bytes], path: str, depth: int) -> None:
         _encode_array(value, out, path, depth + 1)
     elif isinstance(value, bytearray):
         out.append(b"x")
-        out.append(_I.pack(len(value)))
+        out.append(LONG.pack(len(value)))
         out.append(bytes(value))
     elif isinstance(value, (bytes, memoryview)):
         raw = bytes(value)  # len() of a memoryview counts items, not bytes
         out.append(b"S")
-        out.append(_I.pack(len(raw)))
+        out.append(LONG.pack(len(raw)))
         out.append(raw)
     elif isinstance(value, datetime.datetime):
         _encode_timestamp(value, out)
@@ -335,11 +335,11 @@ def _encode_table(table: Mapping[str, Any], out: list[bytes], path: str, depth: 
             raw = _encode_str(key, f"field table key {key!r} in {path or 'the table'}")
         if len(raw) > 255:
             raise InvalidArgument(f"table key {path + '.' if path else ''}{key[:40]!r}... exceeds 255 bytes")
-        out.append(_B.pack(len(raw)))
+        out.append(OCTET.pack(len(raw)))
         out.append(raw)
         _encode_value(value, out, f"{path}.{key}" if path else key, depth)
     size = sum(len(part) for part in out[size_at + 1 :])
-    out[size_at] = _I.pack(size)
+    out[size_at] = LONG.pack(size)
 
 
 def _encode_array(items: Sequence[Any], out: list[bytes], path: str, depth: int) -> None:
@@ -348,7 +348,7 @@ def _encode_array(items: Sequence[Any], out: list[bytes], path: str, depth: int)
     for index, value in enumerate(items):
         _encode_value(value, out, f"{path}[{index}]", depth)
     size = sum(len(part) for part in out[size_at + 1 :])
-    out[size_at] = _I.pack(size)
+    out[size_at] = LONG.pack(size)
 
 
 def encode_table(table: Mapping[str, Any] | None) -> bytes:
@@ -371,7 +371,7 @@ def encode_table(table: Mapping[str, Any] | None) -> bytes:
     return b"".join(out)
 
 
-def _named_table(table: Mapping[str, Any], name: str) -> bytes:
+def encode_named_table(table: Mapping[str, Any], name: str) -> bytes:
     """:func:`encode_table` of a non-empty table whose keys are reported as
     ``name.key`` in errors (the properties name theirs ``headers``)."""
     out: list[bytes] = []
@@ -434,7 +434,7 @@ def _decode_value(
     offset += 1
     if tag == 0x53:  # S
         _need(data, offset, 4, end)
-        (size,) = _I.unpack_from(data, offset)
+        (size,) = LONG.unpack_from(data, offset)
         offset += 4
         _need(data, offset, size, end)
         raw = bytes(data[offset : offset + size])
@@ -486,7 +486,7 @@ def _decode_value(
         return stamp, offset + 8
     if tag == 0x78:  # x
         _need(data, offset, 4, end)
-        (size,) = _I.unpack_from(data, offset)
+        (size,) = LONG.unpack_from(data, offset)
         offset += 4
         _need(data, offset, size, end)
         return bytearray(data[offset : offset + size]), offset + size
@@ -497,7 +497,7 @@ def _decode_table(
     data: bytes | bytearray | memoryview, offset: int, end: int, depth: int
 ) -> tuple[dict[str, Any], int]:
     _need(data, offset, 4, end)
-    (size,) = _I.unpack_from(data, offset)
+    (size,) = LONG.unpack_from(data, offset)
     offset += 4
     stop = offset + size
     if stop > end:
@@ -519,7 +519,7 @@ def _decode_array(
     data: bytes | bytearray | memoryview, offset: int, end: int, depth: int
 ) -> tuple[list[Any], int]:
     _need(data, offset, 4, end)
-    (size,) = _I.unpack_from(data, offset)
+    (size,) = LONG.unpack_from(data, offset)
     offset += 4
     stop = offset + size
     if stop > end:
