@@ -17,8 +17,7 @@ Quick start::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .backoff import Backoff
 from .channel import Channel, DeclareOk
 from .codec.properties import DeliveryMode, Properties

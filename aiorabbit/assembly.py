@@ -5,7 +5,7 @@ A channel owns one :class:`Assembler`; the connection's frame router hands
 it the header and body frames of that channel.  A body that arrives in one
 frame is copied once, into the ``bytes`` the application gets.  A larger
 one is assembled in a reused buffer, or read straight into it by the
-protocol (see ``connection._Protocol``), and copied once at the end.
+protocol (see :class:`~aiorabbit.protocol.Protocol`), and copied once at the end.
 """
 
 from __future__ import annotations

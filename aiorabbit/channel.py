@@ -41,6 +41,7 @@ from .exceptions import (
 from .link import ChannelLink, ChannelPort
 from .message import IncomingMessage, ReturnedMessage, Settle
 from .phase import Phase, check_transition
+from .server import server_version
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -347,11 +348,7 @@ class Channel:
         )
 
     async def exchange_delete(
-        self,
-        exchange: str,
-        *,
-        if_unused: bool = False,
-        timeout: float | None = None,
+        self, exchange: str, *, if_unused: bool = False, timeout: float | None = None
     ) -> None:
         """Delete an exchange."""
         await self._call(m.ExchangeDelete(exchange=exchange, if_unused=if_unused), timeout=timeout)
@@ -457,18 +454,11 @@ class Channel:
         return int(reply.message_count)
 
     async def queue_delete(
-        self,
-        queue: str,
-        *,
-        if_unused: bool = False,
-        if_empty: bool = False,
-        timeout: float | None = None,
+        self, queue: str, *, if_unused: bool = False, if_empty: bool = False, timeout: float | None = None
     ) -> int:
         """Delete a queue; return how many messages it held."""
-        reply = await self._call(
-            m.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty),
-            timeout=timeout,
-        )
+        delete = m.QueueDelete(queue=queue, if_unused=if_unused, if_empty=if_empty)
+        reply = await self._call(delete, timeout=timeout)
         return int(reply.message_count)
 
     async def basic_qos(
@@ -484,7 +474,7 @@ class Channel:
         RabbitMQ 4.3 and later no longer permit ``global_qos`` by default
         and apply such a limit per consumer instead, without an error: a
         warning is logged when the broker is such a version."""
-        if global_qos and _version(self._conn.server_properties) >= (4, 3):
+        if global_qos and server_version(self._conn.server_properties) >= (4, 3):
             log.warning(
                 "RabbitMQ %s applies a global_qos prefetch per consumer unless the deprecated "
                 "feature global_qos is permitted in its configuration",
@@ -652,11 +642,7 @@ class Channel:
         await port.consumer.cancel()
 
     async def basic_get(
-        self,
-        queue: str,
-        *,
-        no_ack: bool = False,
-        timeout: float | None = None,
+        self, queue: str, *, no_ack: bool = False, timeout: float | None = None
     ) -> IncomingMessage | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
         method = m.BasicGet(queue=queue, no_ack=no_ack)
@@ -806,16 +792,3 @@ class Channel:
 
 def _drop(*args: Any) -> None:
     """Frames for an abandoned channel are dropped."""
-
-
-def _version(server_properties: Mapping[str, Any]) -> tuple[int, ...]:
-    """The broker's version as numbers (``(0,)`` if it does not say)."""
-    raw = server_properties.get("version", "")
-    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
-    numbers: list[int] = []
-    for part in text.split("."):
-        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers) or (0,)

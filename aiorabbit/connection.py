@@ -15,13 +15,12 @@ import logging
 import platform
 import ssl
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
-from . import __version__
 from ._compat import wait_for
 from ._futures import fail
 from ._opening import Opening
-from .assembly import DIRECT_READ_MIN
+from ._version import __version__
 from .backoff import is_recoverable
 from .channel import Channel
 from .codec import Method
@@ -49,144 +48,14 @@ from .link import ChannelLink, ChannelPort
 from .outbox import Outbox
 from .parameters import ConnectionParameters
 from .phase import Phase, check_transition
+from .protocol import Events, Protocol, Router
 from .reading import ReadGate
 
 __all__ = ["Connection", "connect"]
 
 log = logging.getLogger("aiorabbit")
 
-# Each read takes up to this much (what the stdlib transport reads too).
-_READ_SIZE = 256 * 1024
-
 BlockedCallback = Callable[["Connection", "str | None"], Any]
-
-
-class _Events(NamedTuple):
-    """What the protocol reports to its connection."""
-
-    made: Callable[[asyncio.Transport], None]
-    lost: Callable[[Exception | None], None]
-    protocol_failure: Callable[[AMQPError], None]
-    internal_failure: Callable[[Exception], None]
-    outbox: Outbox
-
-
-class _Protocol(asyncio.BufferedProtocol):
-    """Moves bytes between the transport and the connection.
-
-    Reads land in one reused buffer, parsed in place, so no ``bytes`` is
-    allocated per read (nor, under uvloop, copied out of its own buffer).
-    While a large body frame is being received, the read goes straight into
-    that body's assembly buffer instead: its bytes are then copied once in
-    all, into the message's ``bytes``.
-    """
-
-    __slots__ = ("_direct", "_view", "events", "feed", "parser", "received", "router")
-
-    def __init__(self, events: _Events, parser: FrameParser, router: _Router) -> None:
-        self.events = events
-        #: Bytes arrived since the heartbeat last looked.
-        self.received = False
-        self.parser = parser
-        self.router = router
-        self.feed = parser.feed_into
-        self._view = memoryview(bytearray(_READ_SIZE))
-        self._direct = -1  # the channel whose body the pending read fills, if any
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.events.made(transport)  # type: ignore[arg-type]
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        self._direct = -1
-        try:
-            return self._next_buffer()
-        except Exception as exc:  # never out of a transport callback
-            self.events.internal_failure(exc)
-            return self._view
-
-    def _next_buffer(self) -> memoryview:
-        parser = self.parser
-        channel, due = parser.pending_body()
-        port = self.router.ports.get(channel) if channel else None
-        if port is None:
-            return self._view
-        if due:
-            # The rest of a large frame, or a short rest of one frame of a
-            # large body (read alone, or the next frame would follow it here).
-            large = due >= DIRECT_READ_MIN or port.receiving_large_body()
-            target = port.body_target(due) if large else None
-            if target is not None:
-                self._direct = channel
-                return target
-        elif parser.frame_max >= DIRECT_READ_MIN + 8 and port.receiving_large_body():
-            # Between two frames of a large body: read just up to the next
-            # payload, so that payload can go straight into the body.
-            head = parser.head_due()
-            if head:
-                return self._view[:head]
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.received = True
-        try:
-            channel = self._direct
-            if channel < 0:
-                self.feed(self._view[:nbytes], self.router)
-                return
-            self._direct = -1
-            self.parser.body_placed(nbytes)
-            port = self.router.ports.get(channel)
-            if port is not None:
-                port.body_placed(nbytes)
-        except ProtocolError as exc:  # FrameError included
-            self.events.protocol_failure(exc)
-        except Exception as exc:  # never out of a transport callback
-            self.events.internal_failure(exc)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.events.lost(exc)
-
-    def pause_writing(self) -> None:
-        self.events.outbox.pause()
-
-    def resume_writing(self) -> None:
-        self.events.outbox.resume()
-
-
-class _Router:
-    """The parser's frame sink: routes frames to channel 0 or a channel."""
-
-    __slots__ = ("on_channel0", "ports")
-
-    def __init__(self, ports: dict[int, ChannelPort], on_channel0: Callable[[Method], None]) -> None:
-        self.ports = ports
-        self.on_channel0 = on_channel0
-
-    def on_method(self, channel: int, method: Method) -> None:
-        if channel == 0:
-            self.on_channel0(method)
-            return
-        port = self.ports.get(channel)
-        if port is None:
-            log.debug("dropping %r for unknown channel %d", method, channel)
-            return
-        port.on_method(method)
-
-    def on_header(self, channel: int, class_id: int, body_size: int, props: bytes) -> None:
-        port = self.ports.get(channel)
-        if port is not None:
-            port.on_header(body_size, props)
-
-    def on_body(self, channel: int, chunk: memoryview) -> None:
-        port = self.ports.get(channel)
-        if port is not None:
-            port.on_body(chunk)
-
-    def on_heartbeat(self) -> None:
-        pass  # any received byte already counts as life
 
 
 class Connection:
@@ -201,13 +70,13 @@ class Connection:
         self._ports: dict[int, ChannelPort] = {}
         # Channels whose open was interrupted, being closed in the background.
         self._closing_channels: set[asyncio.Task[None]] = set()
-        self._router = _Router(self._ports, self._on_method)
+        self._router = Router(self._ports, self._on_method)
         self._transport: asyncio.Transport | None = None
         self._outbox = Outbox(self._loop, self._write_failed)
         self._reading = ReadGate(self._awaits_frame)
         self._link = ChannelLink(self._outbox, self._reading, self._ports.__setitem__, self._release_channel,
                                  self._protocol_failure)
-        self._protocol: _Protocol | None = None
+        self._protocol: Protocol | None = None
         self._blocked_callbacks: list[BlockedCallback] = []
         self._ch0_waiter: asyncio.Future[Method] | None = None
         self._ch0_expect: tuple[type[Method], ...] = ()
@@ -498,10 +367,10 @@ class Connection:
             self._schedule_heartbeat()
         log.debug("connected to %s", params.url)
 
-    def _make_protocol(self) -> _Protocol:
-        events = _Events(self._connection_made, self._connection_lost, self._protocol_failure,
+    def _make_protocol(self) -> Protocol:
+        events = Events(self._connection_made, self._connection_lost, self._protocol_failure,
                          self._internal_failure, self._outbox)
-        self._protocol = _Protocol(events, self._parser, self._router)
+        self._protocol = Protocol(events, self._parser, self._router)
         return self._protocol
 
     def _client_properties(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
-from .. import __version__
+from .._version import __version__
 from . import bench, consume, publish, topology
 from .common import Formatter, parameters, positive_float
 from .errors import EXIT_CODES_HELP, CliError, ExitCode, classify

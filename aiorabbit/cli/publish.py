@@ -91,7 +91,7 @@ def add_parsers(commands: Any) -> list[argparse.ArgumentParser]:
     return [parser]
 
 
-def _property_options(group: argparse._ArgumentGroup) -> None:
+def _property_options(group: Any) -> None:  # an argparse argument group
     group.add_argument(
         "-H", "--header", dest="headers", action="append", metavar="KEY[:TYPE]=VALUE",
         help="a header, repeatable; typed with int, bool, float, json... (see 'aiorabbit --help')",

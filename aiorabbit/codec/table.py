@@ -299,7 +299,13 @@ def _encode_value(value: Any, out: list[bytes], path: str, depth: int) -> None:
             raise _too_deep(path)
         out.append(b"A")
         _encode_array(value, out, path, depth + 1)
-    elif isinstance(value, bytearray):
+    else:
+        _encode_other(value, out, path, depth)
+
+
+def _encode_other(value: Any, out: list[bytes], path: str, depth: int) -> None:
+    """The rarer value types (byte arrays, timestamps, decimals, subclasses)."""
+    if isinstance(value, bytearray):
         out.append(b"x")
         out.append(LONG.pack(len(value)))
         out.append(bytes(value))
@@ -318,7 +324,7 @@ def _encode_value(value: Any, out: list[bytes], path: str, depth: int) -> None:
         _encode_int(int(value), out)
     else:
         raise InvalidArgument(
-            f"cannot encode {path or 'value'} of type {cls.__name__} in an AMQP "
+            f"cannot encode {path or 'value'} of type {type(value).__name__} in an AMQP "
             "field table"
         )
 
@@ -464,6 +470,11 @@ def _decode_value(
         if _int_tag(number) == int_cls.tag:
             return number, offset
         return int_cls(number), offset
+    return _decode_other(tag, data, offset, end)
+
+
+def _decode_other(tag: int, data: bytes | bytearray | memoryview, offset: int, end: int) -> tuple[Any, int]:
+    """The rarer value types (floats, decimals, timestamps, byte arrays)."""
     if tag == 0x64:  # d
         _need(data, offset, 8, end)
         return _d.unpack_from(data, offset)[0], offset + 8

@@ -1,0 +1,158 @@
+"""The asyncio side of the wire: bytes in through the frame parser, frames
+out to the channels' ports.
+
+:class:`Protocol` moves bytes between the transport and the sans-I/O
+:class:`~aiorabbit.codec.frames.FrameParser`; :class:`Router` is the
+parser's frame sink and hands each frame to channel 0 or to a channel's
+:class:`~aiorabbit.link.ChannelPort`.  What the connection must hear of
+(made, lost, a protocol failure) goes through the :class:`Events` it gave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+from .assembly import DIRECT_READ_MIN
+from .codec import Method
+from .codec.frames import FrameParser
+from .exceptions import AMQPError, ProtocolError
+from .link import ChannelPort
+from .outbox import Outbox
+
+__all__ = ["Events", "Protocol", "Router"]
+
+log = logging.getLogger("aiorabbit")
+
+# Each read takes up to this much (what the stdlib transport reads too).
+_READ_SIZE = 256 * 1024
+
+
+class Events(NamedTuple):
+    """What the protocol reports to its connection."""
+
+    made: Callable[[asyncio.Transport], None]
+    lost: Callable[[Exception | None], None]
+    protocol_failure: Callable[[AMQPError], None]
+    internal_failure: Callable[[Exception], None]
+    outbox: Outbox
+
+
+class Protocol(asyncio.BufferedProtocol):
+    """Moves bytes between the transport and the connection.
+
+    Reads land in one reused buffer, parsed in place, so no ``bytes`` is
+    allocated per read (nor, under uvloop, copied out of its own buffer).
+    While a large body frame is being received, the read goes straight into
+    that body's assembly buffer instead: its bytes are then copied once in
+    all, into the message's ``bytes``.
+    """
+
+    __slots__ = ("_direct", "_view", "events", "feed", "parser", "received", "router")
+
+    def __init__(self, events: Events, parser: FrameParser, router: Router) -> None:
+        self.events = events
+        #: Bytes arrived since the heartbeat last looked.
+        self.received = False
+        self.parser = parser
+        self.router = router
+        self.feed = parser.feed_into
+        self._view = memoryview(bytearray(_READ_SIZE))
+        self._direct = -1  # the channel whose body the pending read fills, if any
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.events.made(transport)  # type: ignore[arg-type]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        self._direct = -1
+        try:
+            return self._next_buffer()
+        except Exception as exc:  # never out of a transport callback
+            self.events.internal_failure(exc)
+            return self._view
+
+    def _next_buffer(self) -> memoryview:
+        parser = self.parser
+        channel, due = parser.pending_body()
+        port = self.router.ports.get(channel) if channel else None
+        if port is None:
+            return self._view
+        if due:
+            # The rest of a large frame, or a short rest of one frame of a
+            # large body (read alone, or the next frame would follow it here).
+            large = due >= DIRECT_READ_MIN or port.receiving_large_body()
+            target = port.body_target(due) if large else None
+            if target is not None:
+                self._direct = channel
+                return target
+        elif parser.frame_max >= DIRECT_READ_MIN + 8 and port.receiving_large_body():
+            # Between two frames of a large body: read just up to the next
+            # payload, so that payload can go straight into the body.
+            head = parser.head_due()
+            if head:
+                return self._view[:head]
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received = True
+        try:
+            channel = self._direct
+            if channel < 0:
+                self.feed(self._view[:nbytes], self.router)
+                return
+            self._direct = -1
+            self.parser.body_placed(nbytes)
+            port = self.router.ports.get(channel)
+            if port is not None:
+                port.body_placed(nbytes)
+        except ProtocolError as exc:  # FrameError included
+            self.events.protocol_failure(exc)
+        except Exception as exc:  # never out of a transport callback
+            self.events.internal_failure(exc)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.events.lost(exc)
+
+    def pause_writing(self) -> None:
+        self.events.outbox.pause()
+
+    def resume_writing(self) -> None:
+        self.events.outbox.resume()
+
+
+class Router:
+    """The parser's frame sink: routes frames to channel 0 or a channel."""
+
+    __slots__ = ("on_channel0", "ports")
+
+    def __init__(self, ports: dict[int, ChannelPort], on_channel0: Callable[[Method], None]) -> None:
+        self.ports = ports
+        self.on_channel0 = on_channel0
+
+    def on_method(self, channel: int, method: Method) -> None:
+        if channel == 0:
+            self.on_channel0(method)
+            return
+        port = self.ports.get(channel)
+        if port is None:
+            log.debug("dropping %r for unknown channel %d", method, channel)
+            return
+        port.on_method(method)
+
+    def on_header(self, channel: int, class_id: int, body_size: int, props: bytes) -> None:
+        port = self.ports.get(channel)
+        if port is not None:
+            port.on_header(body_size, props)
+
+    def on_body(self, channel: int, chunk: memoryview) -> None:
+        port = self.ports.get(channel)
+        if port is not None:
+            port.on_body(chunk)
+
+    def on_heartbeat(self) -> None:
+        pass  # any received byte already counts as life
