@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 if TYPE_CHECKING:
-    from .message import ReturnedMessage
+    from .message import IncomingMessage, ReturnedMessage
 
 __all__ = [
     "AMQPError",
@@ -61,6 +61,10 @@ __all__ = [
     "RecoveryTimeout",
     "RecoveryFailed",
     "TransactionLost",
+    "RpcTimeout",
+    "RemoteError",
+    "NotRunning",
+    "StartupTimeout",
     "channel_error",
     "connection_error",
 ]
@@ -416,6 +420,46 @@ class TransactionLost(AMQPError):
 class RecoveryTimeout(AMQPConnectionError):
     """A call on a recovering connection (:func:`aiorabbit.connect_robust`)
     waited ``wait_timeout`` seconds for the connection to come back."""
+
+
+# -- raised by the helpers (RPC, FastAPI) ---------------------------------
+
+
+class RpcTimeout(AMQPError, TimeoutError):
+    """No reply came within the call's timeout.
+
+    The request may still be processed (or be processing): a reply that
+    arrives later is dropped.  Also raised when the channel could not be
+    opened (or the connection recover) within the timeout.
+    """
+
+    def __init__(self, timeout: float, correlation_id: str | None = None) -> None:
+        self.timeout = timeout
+        #: The call's correlation id (``None`` if the request was not sent).
+        self.correlation_id = correlation_id
+        text = f"no reply within {timeout:g} s"
+        super().__init__(text if correlation_id is None else f"{text} (correlation_id={correlation_id})")
+
+
+class RemoteError(AMQPError):
+    """An RPC server's handler raised: ``error_type`` is the name of its
+    exception's class, ``message`` its text, ``reply`` the error reply."""
+
+    def __init__(self, error_type: str, message: str, reply: IncomingMessage) -> None:
+        self.error_type = error_type
+        self.message = message
+        self.reply = reply
+        super().__init__(f"{error_type}: {message}" if message else error_type)
+
+
+class NotRunning(AMQPError):
+    """The :class:`aiorabbit.fastapi.RabbitMQ` is not running: it is used before its lifespan
+    started it, after it stopped, or while it stops."""
+
+
+class StartupTimeout(AMQPConnectionError):
+    """Startup (connecting, declaring, starting the consumers) took longer
+    than ``startup_timeout``; nothing was left running."""
 
 
 _CHANNEL_ERRORS: dict[int, type[ChannelClosed]] = {

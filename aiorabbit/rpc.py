@@ -42,6 +42,8 @@ from .exceptions import (
     ConnectionClosed,
     InvalidArgument,
     MessageReturned,
+    RemoteError,
+    RpcTimeout,
 )
 from .interface import AnyConnection
 from .message import IncomingMessage, ReturnedMessage
@@ -68,33 +70,6 @@ ERROR_TYPE_HEADER = "x-error-type"
 ERROR_HEADER = "x-error"
 # The content header must fit in one frame (frame_max can be as low as 4096).
 _ERROR_TEXT_MAX = 1000
-
-
-class RpcTimeout(AMQPError, TimeoutError):
-    """No reply came within the call's timeout.
-
-    The request may still be processed (or be processing): a reply that
-    arrives later is dropped.  Also raised when the channel could not be
-    opened (or the connection recover) within the timeout.
-    """
-
-    def __init__(self, timeout: float, correlation_id: str | None = None) -> None:
-        self.timeout = timeout
-        #: The call's correlation id (``None`` if the request was not sent).
-        self.correlation_id = correlation_id
-        text = f"no reply within {timeout:g} s"
-        super().__init__(text if correlation_id is None else f"{text} (correlation_id={correlation_id})")
-
-
-class RemoteError(AMQPError):
-    """The server's handler raised: ``error_type`` is the name of its
-    exception's class, ``message`` its text, ``reply`` the error reply."""
-
-    def __init__(self, error_type: str, message: str, reply: IncomingMessage) -> None:
-        self.error_type = error_type
-        self.message = message
-        self.reply = reply
-        super().__init__(f"{error_type}: {message}" if message else error_type)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,12 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import inspect
-import json as jsonlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypeVar
 
 try:
     import pydantic
@@ -50,14 +48,13 @@ except ImportError as exc:
         f'aiorabbit.fastapi needs FastAPI and pydantic ({exc}): pip install "aiorabbit-client[fastapi]"'
     ) from exc
 
-from ._compat import wait_for
-from ._inputs import copy_arguments, is_async_callable
-from .codec import Buffer
-from .codec.properties import DeliveryMode, Properties
-from .exceptions import AMQPConnectionError, AMQPError, InvalidArgument
-from .message import IncomingMessage
-from .publisher import Publisher
-from .robust import RobustChannel, RobustConnection, RobustConsumer, connect_robust
+from .._compat import wait_for
+from .._inputs import copy_arguments, is_async_callable
+from ..exceptions import InvalidArgument, NotRunning, StartupTimeout
+from ..robust import RobustConnection, connect_robust
+from .consumers import ConsumerSpec, Runner, one_line, takes
+from .health import ConsumerHealth, Health, PublisherHealth, Status
+from .publishing import PublisherPool, RabbitPublisher
 
 __all__ = [
     "RabbitMQ",
@@ -72,64 +69,12 @@ __all__ = [
 log = logging.getLogger("aiorabbit.fastapi")
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
-Status = Literal["ok", "degraded", "unavailable"]
 
 #: Unconfirmed publishes get at least this long at shutdown, even when the
 #: handlers used up ``shutdown_timeout``: a confirm normally takes
 #: milliseconds, and a result published just before the deadline should not
 #: be failed for want of them.
 PUBLISHER_GRACE = 1.0
-
-
-class NotRunning(AMQPError):
-    """The :class:`RabbitMQ` is not running: it is used before its lifespan
-    started it, after it stopped, or while it stops."""
-
-
-class StartupTimeout(AMQPConnectionError):
-    """Startup (connecting, declaring, starting the consumers) took longer
-    than ``startup_timeout``; nothing was left running."""
-
-
-class ConsumerHealth(TypedDict):
-    """One consumer in :meth:`RabbitMQ.health`."""
-
-    queue: str
-    #: Registered with the broker and taking messages right now.
-    consuming: bool
-    #: Handlers running now.
-    in_flight: int
-    #: Messages whose handler returned (then acked) since startup.
-    processed: int
-    #: Messages whose handler raised (dead-lettered, or requeued).
-    failed: int
-    #: Messages whose body did not decode (dead-lettered without a handler call).
-    rejected: int
-    #: Why the consumer stopped, if it stopped on its own.
-    error: str | None
-
-
-class PublisherHealth(TypedDict):
-    """The publisher pool in :meth:`RabbitMQ.health`."""
-
-    channels: int
-    #: Publishes waiting for their confirm (or for room in a window).
-    in_flight: int
-
-
-class Health(TypedDict):
-    """What :meth:`RabbitMQ.health` returns."""
-
-    #: ``ok``; ``degraded``: connected, but a consumer is not consuming or
-    #: the broker blocks publishers; ``unavailable``: not connected.
-    status: Status
-    #: The connection's state (``connected``, ``reconnecting``...), or
-    #: ``stopped`` / ``starting`` / ``stopping``.
-    state: str
-    #: The broker blocks publishers on this connection (a resource alarm).
-    blocked: bool
-    consumers: dict[str, ConsumerHealth]
-    publishers: PublisherHealth
 
 
 # ----------------------------------------------------------------------
@@ -157,334 +102,6 @@ class _Queue:
 
 
 # ----------------------------------------------------------------------
-# publishing
-
-
-class RabbitPublisher:
-    """Confirmed publishing for the whole application, over a pool of
-    confirm-mode channels opened at startup (each publish goes to the least
-    busy one): not a channel per request.
-
-    Get it in a request handler with ``Depends(rabbit.publisher)``, or use
-    ``rabbit.publisher`` directly (in a consumer, a background task).
-    Every publish returns once the broker confirmed the message, and is
-    published again if the connection is lost before that (so it may
-    arrive twice, with the same ``message_id``).  While the connection is
-    down a publish waits for it, up to the connection's ``wait_timeout``,
-    then raises :class:`~aiorabbit.RecoveryTimeout`.
-    """
-
-    def __init__(self, pool: _PublisherPool | None = None) -> None:
-        self._pool = pool if pool is not None else _PublisherPool()
-
-    async def __call__(self) -> RabbitPublisher:
-        """The dependency: ``Depends(rabbit.publisher)`` gives this object."""
-        self._check()
-        return self
-
-    def _check(self) -> None:
-        if not self._pool.publishers:
-            raise NotRunning("RabbitMQ is not running: publish inside the app's lifespan")
-
-    @property
-    def in_flight(self) -> int:
-        """Publishes started and not yet confirmed (or failed)."""
-        return self._pool.in_flight
-
-    async def publish(
-        self,
-        body: Buffer | str,
-        *,
-        exchange: str = "",
-        routing_key: str = "",
-        properties: Properties | None = None,
-        mandatory: bool = False,
-        persistent: bool = True,
-    ) -> str:
-        """Publish ``body`` (a ``str`` is sent as UTF-8) and return its
-        ``message_id`` once the broker confirmed it.
-
-        ``persistent`` sets ``delivery_mode`` 2 unless ``properties`` sets
-        one.  With ``mandatory``, a message no queue takes raises
-        :class:`~aiorabbit.MessageReturned` instead of vanishing.  Raises
-        :class:`NotRunning` outside the lifespan."""
-        data = body.encode() if isinstance(body, str) else body
-        return await self._send(data, exchange, routing_key, properties, mandatory, persistent, None)
-
-    async def publish_json(
-        self,
-        data: Any,
-        *,
-        exchange: str = "",
-        routing_key: str = "",
-        properties: Properties | None = None,
-        mandatory: bool = False,
-        persistent: bool = True,
-    ) -> str:
-        """Publish ``data`` as JSON, like :meth:`publish`.
-
-        ``data`` is a pydantic model (dumped by alias, the way it is
-        validated back) or anything pydantic can serialize: dicts, lists,
-        dataclasses, datetimes, UUIDs.  ``content_type`` is
-        ``application/json`` unless ``properties`` sets one.  Raises
-        :class:`~aiorabbit.InvalidArgument` for what cannot be encoded."""
-        self._check()
-        return await self._send(
-            _to_json(data), exchange, routing_key, properties, mandatory, persistent, "application/json"
-        )
-
-    async def _send(
-        self,
-        body: Buffer,
-        exchange: str,
-        routing_key: str,
-        properties: Properties | None,
-        mandatory: bool,
-        persistent: bool,
-        content_type: str | None,
-    ) -> str:
-        self._check()
-        props = _merge(properties, persistent=persistent, content_type=content_type)
-        return await self._pool.pick().publish(
-            body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=mandatory
-        )
-
-
-class _PublisherPool:
-    """The confirm-mode publishers behind :class:`RabbitPublisher`, started
-    and closed by the :class:`RabbitMQ` that owns them."""
-
-    def __init__(self) -> None:
-        self.publishers: list[Publisher] = []
-        self._turn = 0
-
-    @property
-    def in_flight(self) -> int:
-        return sum(p.in_flight for p in self.publishers)
-
-    def pick(self) -> Publisher:
-        """The publisher with the fewest publishes in flight; ties go round
-        the pool so that the channels share the load."""
-        pool = self.publishers
-        self._turn = start = (self._turn + 1) % len(pool)
-        return min(pool[start:] + pool[:start], key=lambda publisher: publisher.in_flight)
-
-    async def start(self, conn: RobustConnection, size: int, window: int) -> None:
-        for _ in range(size):
-            # timeout: a publish republished after a loss waits for the
-            # connection as long as a first attempt would, not forever.
-            publisher = Publisher(conn, window=window, timeout=conn.wait_timeout)
-            await publisher.start()
-            self.publishers.append(publisher)
-
-    async def close(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) for the publishes in flight; new ones
-        raise :class:`NotRunning` from now on."""
-        pool, self.publishers = self.publishers, []
-        if not pool:
-            return
-        try:
-            closing = asyncio.gather(*(p.close() for p in pool), return_exceptions=True)
-            await wait_for(closing, timeout)
-        except asyncio.TimeoutError:
-            left = sum(p.in_flight for p in pool)
-            log.warning("%d publishes still unconfirmed after %.1f s; they fail with the connection", left,
-                        timeout)
-
-
-def _merge(properties: Properties | None, *, persistent: bool, content_type: str | None) -> Properties:
-    if properties is not None and not isinstance(properties, Properties):
-        raise InvalidArgument("properties must be an aiorabbit.Properties")
-    props = properties if properties is not None else Properties()
-    defaults: dict[str, Any] = {}
-    if persistent and props.delivery_mode is None:
-        defaults["delivery_mode"] = DeliveryMode.PERSISTENT
-    if content_type is not None and props.content_type is None:
-        defaults["content_type"] = content_type
-    return props.replace(**defaults)
-
-
-_ANY: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
-
-
-def _to_json(data: Any) -> bytes:
-    try:
-        if isinstance(data, pydantic.BaseModel):
-            return data.model_dump_json(by_alias=True).encode()
-        return _ANY.dump_json(data, by_alias=True)
-    except (ValueError, TypeError) as exc:  # pydantic's PydanticSerializationError is a ValueError
-        raise InvalidArgument(f"cannot encode {type(data).__name__} as JSON: {exc}") from exc
-
-
-# ----------------------------------------------------------------------
-# consuming
-
-
-@dataclasses.dataclass(frozen=True)
-class _ConsumerSpec:
-    name: str
-    queue: str
-    handler: Callable[..., Awaitable[Any]]
-    prefetch: int
-    concurrency: int
-    adapter: pydantic.TypeAdapter[Any] | None
-    decode_json: bool
-    pass_message: bool
-    requeue_on_error: bool
-    arguments: dict[str, Any] | None
-
-
-class _Runner:
-    """One registered consumer while the app runs: a channel with its QoS,
-    a :class:`RobustConsumer`, the dispatch task and the handler tasks."""
-
-    def __init__(self, spec: _ConsumerSpec, channel: RobustChannel, consumer: RobustConsumer) -> None:
-        self.spec = spec
-        self.channel = channel
-        self.consumer = consumer
-        self.handlers: set[asyncio.Task[None]] = set()
-        self.slots = asyncio.Semaphore(spec.concurrency)
-        self.processed = 0
-        self.failed = 0
-        self.rejected = 0
-        self.error: BaseException | None = None
-        self.task = asyncio.get_running_loop().create_task(
-            self._dispatch(), name=f"aiorabbit.fastapi consumer {spec.name}"
-        )
-
-    @classmethod
-    async def start(cls, spec: _ConsumerSpec, conn: RobustConnection) -> _Runner:
-        channel = await conn.channel()
-        try:
-            await channel.basic_qos(prefetch_count=spec.prefetch)
-            consumer = channel.consume(spec.queue, arguments=spec.arguments)
-            await consumer.start()
-        except BaseException:
-            with contextlib.suppress(AMQPError):
-                await channel.close()
-            raise
-        return cls(spec, channel, consumer)
-
-    @property
-    def consuming(self) -> bool:
-        return not self.task.done() and self.consumer.is_consuming
-
-    def health(self) -> ConsumerHealth:
-        return {
-            "queue": self.spec.queue,
-            "consuming": self.consuming,
-            "in_flight": len(self.handlers),
-            "processed": self.processed,
-            "failed": self.failed,
-            "rejected": self.rejected,
-            "error": None if self.error is None else _one_line(self.error),
-        }
-
-    async def _dispatch(self) -> None:
-        """Hand messages to handler tasks, at most ``concurrency`` at once.
-
-        A slot is taken before the next message: a message waits in the
-        consumer's buffer (bounded by the prefetch, and requeued when the
-        consumer is cancelled), never in our hands."""
-        loop = asyncio.get_running_loop()
-        consumer = self.consumer
-        try:
-            while True:
-                await self.slots.acquire()
-                try:
-                    msg = await consumer.__anext__()
-                except BaseException:
-                    self.slots.release()
-                    raise
-                task = loop.create_task(self._handle(msg))
-                self.handlers.add(task)
-                task.add_done_callback(functools.partial(self._handled, msg))
-        except StopAsyncIteration:
-            return  # cancelled at shutdown
-        except Exception as exc:
-            # The connection closed for good, or the application deleted the
-            # queue: health() reports it.
-            self.error = exc
-            log.error("consumer %s stopped: %s", self.spec.name, _one_line(exc),
-                      exc_info=not isinstance(exc, AMQPError))
-
-    def _handled(self, msg: IncomingMessage, task: asyncio.Task[None]) -> None:
-        self.handlers.discard(task)
-        self.slots.release()
-        if task.cancelled():
-            # Cancelled at shutdown (even before it started): the message
-            # goes back to the queue now rather than when the connection closes.
-            _settle(msg, "reject", requeue=True)
-
-    async def _handle(self, msg: IncomingMessage) -> None:
-        spec = self.spec
-        try:
-            args = self._arguments(msg)
-        except Exception as exc:
-            self.rejected += 1
-            log.warning("consumer %s: cannot decode %r (%s); rejected without requeue (dead-lettered)",
-                        spec.name, msg, _one_line(exc))
-            _settle(msg, "reject", requeue=False)
-            return
-        try:
-            await spec.handler(*args)
-        except Exception:
-            self.failed += 1
-            fate = "requeued" if spec.requeue_on_error else "rejected without requeue (dead-lettered)"
-            log.exception("consumer %s: handler failed on %r; %s", spec.name, msg, fate)
-            _settle(msg, "reject", requeue=spec.requeue_on_error)
-            return
-        self.processed += 1
-        _settle(msg, "ack")
-
-    def _arguments(self, msg: IncomingMessage) -> tuple[Any, ...]:
-        spec = self.spec
-        if spec.adapter is not None:
-            body: Any = spec.adapter.validate_json(msg.body)
-        elif spec.decode_json:
-            body = jsonlib.loads(msg.body)
-        else:
-            return (msg,)
-        return (body, msg) if spec.pass_message else (body,)
-
-    async def stop_consuming(self) -> None:
-        """Cancel the consumer: the broker sends no more, and what it sent
-        that was not handed to a handler yet goes back to the queue.  The
-        handlers in flight go on (a message handed out while the cancel
-        was under way is one of them)."""
-        await self.consumer.cancel()
-
-    async def stop_dispatching(self) -> None:
-        self.task.cancel()
-        await asyncio.wait([self.task])
-
-
-def _settle(msg: IncomingMessage, action: Literal["ack", "reject"], *, requeue: bool = False) -> None:
-    """Ack or reject unless the handler settled the message itself; a
-    message whose channel is gone cannot be settled, but the broker
-    redelivers it anyway."""
-    if msg.settled:
-        return
-    try:
-        if action == "ack":
-            msg.ack()
-        else:
-            msg.reject(requeue=requeue)
-    except AMQPError as exc:
-        log.info("cannot %s %r (%s); the broker redelivers it", action, msg, exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _takes(signature: inspect.Signature, count: int) -> bool:
-    try:
-        signature.bind(*([None] * count))
-    except TypeError:
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------
@@ -541,12 +158,12 @@ class RabbitMQ:
             connect_options.setdefault("name", connection_name)
         self.connect_options = connect_options
         #: Confirmed publishing; also the ``Depends(rabbit.publisher)`` dependency.
-        self._publishers = _PublisherPool()
+        self._publishers = PublisherPool()
         self.publisher = RabbitPublisher(self._publishers)
         self._exchanges: dict[str, _Exchange] = {}
         self._queues: dict[str, _Queue] = {}
-        self._specs: dict[str, _ConsumerSpec] = {}
-        self._runners: list[_Runner] = []
+        self._specs: dict[str, ConsumerSpec] = {}
+        self._runners: list[Runner] = []
         self._conn: RobustConnection | None = None
         self._opening: Any = None  # connect_robust() while it connects
         self._phase: Literal["stopped", "starting", "running", "stopping"] = "stopped"
@@ -672,24 +289,13 @@ class RabbitMQ:
 
         def register(handler: Handler) -> Handler:
             self._check_registering()
-            if not is_async_callable(handler):
-                raise TypeError(f"consumer handler {handler!r} must be an async function")
-            signature = inspect.signature(handler)
-            if model is not None or json:
-                pass_message = _takes(signature, 2)
-                if not pass_message and not _takes(signature, 1):
-                    raise TypeError(f"consumer handler {handler!r} must take the body (and, optionally, "
-                                    "the message)")
-            else:
-                pass_message = True
-                if not _takes(signature, 1):
-                    raise TypeError(f"consumer handler {handler!r} must take the message")
+            pass_message = _passes_message(handler, decodes=model is not None or json)
             key = name or getattr(handler, "__name__", None) or repr(handler)
             if key in self._specs:
                 raise InvalidArgument(f"a consumer named {key!r} is already registered; pass name=")
-            self._specs[key] = _ConsumerSpec(
+            self._specs[key] = ConsumerSpec(
                 key, queue, handler, prefetch, concurrency or prefetch, adapter, json,
-                pass_message and (model is not None or json), requeue_on_error, copy_arguments(arguments),
+                pass_message, requeue_on_error, copy_arguments(arguments),
             )
             return handler
 
@@ -772,7 +378,7 @@ class RabbitMQ:
             error = exc
             if isinstance(exc, asyncio.TimeoutError):
                 error = self._startup_timeout()
-            log.error("RabbitMQ startup failed: %s", _one_line(error))
+            log.error("RabbitMQ startup failed: %s", one_line(error))
             await self._teardown(self.shutdown_timeout)
             self._phase = "stopped"
             if error is not exc:
@@ -814,7 +420,7 @@ class RabbitMQ:
         await channel.close()
         await self._publishers.start(conn, self.publisher_pool, self.publisher_window)
         for spec in self._specs.values():
-            self._runners.append(await _Runner.start(spec, conn))
+            self._runners.append(await Runner.start(spec, conn))
 
     async def stop(self) -> None:
         """Shut down without losing a message (idempotent):
@@ -868,3 +474,21 @@ class RabbitMQ:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+
+def _passes_message(handler: Callable[..., Any], *, decodes: bool) -> bool:
+    """Check that ``handler`` is async and takes what it will be given: the
+    decoded body, optionally followed by the message (``decodes``), else
+    the message.  True when it gets the message after the body."""
+    if not is_async_callable(handler):
+        raise TypeError(f"consumer handler {handler!r} must be an async function")
+    signature = inspect.signature(handler)
+    if not decodes:
+        if not takes(signature, 1):
+            raise TypeError(f"consumer handler {handler!r} must take the message")
+        return False
+    if takes(signature, 2):
+        return True
+    if not takes(signature, 1):
+        raise TypeError(f"consumer handler {handler!r} must take the body (and, optionally, the message)")
+    return False
