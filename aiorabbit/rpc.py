@@ -20,7 +20,7 @@ loss) may or may not have been processed.  See ``docs/rpc.md``.
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import dataclasses
 import enum
 import itertools
@@ -32,10 +32,12 @@ from typing import Any, Union
 
 from ._compat import wait_for
 from ._futures import retrieve
+from ._inputs import copy_arguments
 from .channel import Channel
 from .codec import Buffer
 from .codec.properties import Properties
 from .consumer import Consumer
+from .dispatch import Dispatcher
 from .exceptions import (
     AMQPError,
     ChannelClosed,
@@ -47,6 +49,7 @@ from .exceptions import (
 )
 from .interface import AnyConnection
 from .message import IncomingMessage, ReturnedMessage
+from .robust import RobustConsumer
 
 __all__ = [
     "RpcClient",
@@ -88,20 +91,6 @@ Handler = Callable[[IncomingMessage], Awaitable[Union[Buffer, Reply]]]
 
 class _Default(enum.Enum):
     TIMEOUT = "the client's timeout"
-
-
-def _watched(
-    channel: Channel,
-    queue: str,
-    callback: Callable[[IncomingMessage], None],
-    on_end: Callable[[Consumer, BaseException], None],
-    *,
-    no_ack: bool,
-) -> Consumer:
-    """A callback consumer that reports its end (channel or connection
-    closed, or cancelled by the broker) the moment it happens, so that what
-    depends on it can fail at once instead of waiting for a timeout."""
-    return channel.consume(queue, no_ack=no_ack, callback=callback, on_end=on_end)
 
 
 def _text(value: Any) -> str:
@@ -148,8 +137,10 @@ class RpcClient:
         self._conn = conn
         #: Default timeout of :meth:`call`, in seconds (``None``: no limit).
         self.timeout = timeout
-        self._channel: Channel | None = None
-        self._opening: asyncio.Task[Channel] | None = None
+        self._channel: Any = None  # a Channel, or a RobustChannel on a robust connection
+        self._opening: asyncio.Task[Any] | None = None
+        # The plain channel whose reply consumer was lost (its replies too).
+        self._lost_channel: Channel | None = None
         self._pending: dict[str, asyncio.Future[IncomingMessage]] = {}
         # Correlation ids only have to be unique among this client's calls
         # (replies come back on its channel alone); the random prefix keeps
@@ -161,8 +152,16 @@ class RpcClient:
 
     @property
     def channel(self) -> Channel | None:
-        """The channel calls go through right now (replaced after a loss)."""
-        return self._channel
+        """The plain channel calls go through now: ``None`` before the
+        first call and while the connection is down (replaced after a loss;
+        on a robust connection the robust channel beneath reopens it)."""
+        channel = self._channel
+        if channel is None:
+            return None
+        plain: Channel | None = getattr(channel, "channel", channel)  # a RobustChannel's plain one
+        if plain is None or plain is self._lost_channel or plain.is_closed:
+            return None
+        return plain
 
     @property
     def pending(self) -> int:
@@ -252,8 +251,8 @@ class RpcClient:
                 try:
                     await self._publish(channel, body, exchange, routing_key, props, deadline, cid, timeout)
                 except (ConnectionClosed, ChannelClosed) as exc:
-                    if self._channel is channel:
-                        self._channel = None
+                    if self._channel is channel and channel.is_closed:
+                        self._channel = None  # a plain channel: a new one next time
                     if not self._conn.recovers_from(exc):
                         raise
                     continue  # not sent: try again on the recovered connection
@@ -269,7 +268,7 @@ class RpcClient:
 
     async def _publish(
         self,
-        channel: Channel,
+        channel: Any,
         body: Buffer,
         exchange: str,
         routing_key: str,
@@ -287,12 +286,13 @@ class RpcClient:
             await publish
             return
         # The publish has to wait (a blocked connection, a full socket
-        # buffer): not past the call's deadline.
+        # buffer, recovery): not past the call's deadline.  A publish that
+        # times out waiting was never sent.
         try:
             await wait_for(publish, deadline - asyncio.get_running_loop().time())
         except asyncio.TimeoutError:
             assert timeout is not None
-            raise RpcTimeout(timeout, cid) from None
+            raise RpcTimeout(timeout) from None
 
     def _expire(self, fut: asyncio.Future[IncomingMessage], cid: str, timeout: float) -> None:
         self._pending.pop(cid, None)
@@ -301,7 +301,7 @@ class RpcClient:
         if not fut.done():  # pragma: no branch
             fut.set_exception(RpcTimeout(timeout, cid))
 
-    async def _ready(self, deadline: float | None, timeout: float | None) -> Channel:
+    async def _ready(self, deadline: float | None, timeout: float | None) -> Any:
         """The channel, opened (once, whoever asks) if there is none; raise
         :class:`RpcTimeout` (for a call of ``timeout``) at ``deadline``."""
         if self._closed:
@@ -322,26 +322,21 @@ class RpcClient:
             raise ChannelClosed(200, "RPC client is closed")
         return opening.result()
 
-    async def _open(self) -> Channel:
-        conn = self._conn
-        while True:
-            live = await conn.wait_usable()
-            channel: Channel | None = None
-            try:
-                channel = await live.channel(on_return=self._on_return)
-                # Direct reply-to needs a no-ack consumer on the publishing channel.
-                await _watched(channel, REPLY_TO, self._on_reply, self._reply_consumer_ended,
-                               no_ack=True).start()
-            except (ConnectionClosed, ChannelClosed) as exc:
-                if not conn.recovers_from(exc):
-                    raise
-                continue
-            except BaseException:  # cancelled by close()
-                if channel is not None:
-                    await channel.close()
-                raise
-            self._channel = channel
-            return channel
+    async def _open(self) -> Any:
+        # On a robust connection the channel and its reply consumer are
+        # robust: they wait for recovery and come back after it.
+        channel = await self._conn.channel(on_return=self._on_return)
+        try:
+            # Direct reply-to needs a no-ack consumer on the publishing channel.
+            consumer = channel.consume(REPLY_TO, no_ack=True, callback=self._on_reply,
+                                       on_end=self._reply_consumer_ended)
+            await consumer.start()
+        except BaseException:  # lost (plain connection), or cancelled by close()
+            with contextlib.suppress(AMQPError):
+                await channel.close()
+            raise
+        self._channel = channel
+        return channel
 
     def _on_reply(self, msg: IncomingMessage) -> None:
         props = msg.properties
@@ -364,13 +359,18 @@ class RpcClient:
             return
         fut.set_exception(MessageReturned(returned))
 
-    def _reply_consumer_ended(self, consumer: Consumer, exc: BaseException) -> None:
+    def _reply_consumer_ended(self, consumer: Consumer | RobustConsumer, exc: BaseException) -> None:
         channel = consumer.channel
         if channel is not self._channel:
             return  # our own close, or a channel not yet (or no longer) in use
-        self._channel = None
-        # Replies to the calls in flight can no longer arrive.
+        # Replies to the calls in flight can no longer arrive (direct
+        # reply-to is bound to the channel the broker lost).
         self._fail_pending(exc)
+        if not consumer.ended:
+            # A robust consumer: it consumes again after recovery.
+            self._lost_channel = getattr(channel, "channel", None)
+            return
+        self._channel = None
         if channel.is_open:
             # The broker cancelled the reply consumer: the channel is useless.
             task = asyncio.ensure_future(channel.close())
@@ -454,28 +454,28 @@ class RpcServer:
         self.declare = declare
         self.durable = durable
         self.auto_delete = auto_delete
-        self.arguments = dict(arguments) if arguments else None
-        self._channel: Channel | None = None
-        self._consumer: Consumer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._backlog: collections.deque[IncomingMessage] = collections.deque()
-        self._resuming: asyncio.Task[None] | None = None
+        self.arguments = copy_arguments(arguments)
+        self._channel: Any = None  # a Channel, or a RobustChannel on a robust connection
+        self._consumer: Any = None
+        self._dispatcher: Dispatcher | None = None
+        self._winding_down: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
         self._started = False
         self._stopping = False
 
     @property
-    def channel(self) -> Channel | None:
-        """The channel the server consumes on right now."""
+    def channel(self) -> Any:
+        """The channel the server consumes on (a :class:`~aiorabbit.RobustChannel`
+        on a robust connection)."""
         return self._channel
 
     @property
     def in_flight(self) -> int:
         """Handlers running now."""
-        return len(self._tasks)
+        return len(self._dispatcher.handlers) if self._dispatcher is not None else 0
 
     def __repr__(self) -> str:
-        return f"<aiorabbit.rpc.RpcServer queue={self.queue!r} in_flight={len(self._tasks)}>"
+        return f"<aiorabbit.rpc.RpcServer queue={self.queue!r} in_flight={self.in_flight}>"
 
     async def __aenter__(self) -> RpcServer:
         return await self.start()
@@ -497,7 +497,7 @@ class RpcServer:
             raise InvalidArgument("start on a closed RpcServer")
         if not self._started:
             self._finished()
-            await self._establish(None)
+            await self._establish()
             self._started = True
         return self
 
@@ -517,23 +517,14 @@ class RpcServer:
         if self._stopping:
             return
         self._stopping = True
-        resuming = self._resuming
-        if resuming is not None and not resuming.done():
-            resuming.cancel()
-            await asyncio.wait([resuming])
-        consumer, self._consumer = self._consumer, None
+        consumer, dispatcher = self._consumer, self._dispatcher
         try:
+            if dispatcher is not None:
+                await dispatcher.stop()  # no request is handed out from here on
             if consumer is not None:
-                await consumer.cancel()
-            self._requeue_backlog()
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-        except asyncio.CancelledError:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+                await consumer.cancel()  # what was not handed out goes back
+            if dispatcher is not None:
+                await dispatcher.drain()
         finally:
             channel, self._channel = self._channel, None
             if channel is not None:
@@ -542,58 +533,60 @@ class RpcServer:
 
     # -- internals ---------------------------------------------------------
 
-    async def _establish(self, wait: float | None) -> None:
-        conn = self._conn
-        while True:
-            live = await conn.wait_usable(wait)
-            channel: Channel | None = None
-            try:
-                channel = await live.channel()
-                await channel.basic_qos(prefetch_count=self.prefetch)
-                if self.declare:
-                    await channel.queue_declare(self.queue, durable=self.durable,
-                                                auto_delete=self.auto_delete, arguments=self.arguments)
-                consumer = _watched(channel, self.queue, self._on_request, self._consumer_ended,
-                                    no_ack=False)
-                await consumer.start()
-            except (ConnectionClosed, ChannelClosed) as exc:
-                if not conn.recovers_from(exc):
-                    raise
-                continue
-            except BaseException:
-                if channel is not None:
-                    await channel.close()
-                raise
-            if self._stopping:  # close() ran meanwhile: it had nothing to stop yet
-                await consumer.cancel()
+    async def _establish(self) -> None:
+        # On a robust connection this is a RobustChannel: it waits for
+        # recovery, retries what a loss interrupts, and consumes again after
+        # every recovery; there is no loop of ours to write.
+        channel = await self._conn.channel()
+        try:
+            await channel.basic_qos(prefetch_count=self.prefetch)
+            if self.declare:
+                await channel.queue_declare(self.queue, durable=self.durable, auto_delete=self.auto_delete,
+                                            arguments=self.arguments)
+            # on_end: told at once, even while every handler slot is taken.
+            consumer = channel.consume(self.queue, on_end=self._consumer_ended)
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(AMQPError):
                 await channel.close()
-                return
-            self._channel, self._consumer = channel, consumer
-            error = consumer.error
-            if error is not None:  # pragma: no cover - lost between consume-ok and here
-                self._consumer_ended(consumer, error)
+            raise
+        if self._stopping:  # close() ran meanwhile: it had nothing to stop yet
+            await consumer.cancel()
+            await channel.close()
             return
+        self._channel, self._consumer = channel, consumer
+        self._dispatcher = Dispatcher(consumer, self._handle, concurrency=self.concurrency,
+                                      requeue_on_error=_always, name=f"RPC server {self.queue}")
+        error = consumer.error
+        if error is not None:  # pragma: no cover - ended between consume-ok and here
+            self._consumer_ended(consumer, error)
 
-    def _on_request(self, msg: IncomingMessage) -> None:
-        if self._stopping:
-            # Delivered before the broker saw our basic.cancel.
-            msg.reject(requeue=True)
-        elif len(self._tasks) < self.concurrency:
-            self._spawn(msg)
-        else:
-            self._backlog.append(msg)
+    def _consumer_ended(self, consumer: Any, error: BaseException) -> None:
+        """The consumer ended by itself: its connection closed (or, on a
+        plain connection, was lost), or the broker cancelled it.  Requests
+        not handed out yet go back to the queue (after a loss the broker
+        requeues them itself)."""
+        if self._stopping or (self._done is not None and self._done.done()):
+            return
+        if not consumer.ended:
+            # A robust consumer: it consumes again after recovery; requests
+            # in flight are redelivered.
+            log.warning("RPC server for %r lost its connection (%s); resuming", self.queue, error)
+            return
+        log.log(_level(error), "RPC server for %r stopped: %s", self.queue, error)
+        self._stop(error)
+        if self._dispatcher is not None:
+            self._winding_down = asyncio.ensure_future(self._wind_down(consumer))
 
-    def _spawn(self, msg: IncomingMessage) -> None:
-        task = asyncio.ensure_future(self._handle(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._handled)
-
-    def _handled(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self._backlog and not self._stopping:
-            self._spawn(self._backlog.popleft())
+    async def _wind_down(self, consumer: Any) -> None:
+        assert self._dispatcher is not None
+        await self._dispatcher.stop()
+        await consumer.cancel()  # requeues what it still holds
 
     async def _handle(self, msg: IncomingMessage) -> None:
+        """Answer one request; the dispatcher acks it once this returns,
+        after the reply.  A reply that cannot be sent raises: the request
+        goes back to the queue."""
         request = msg.properties
         try:
             result = await self.handler(msg)
@@ -601,49 +594,19 @@ class RpcServer:
         except Exception as exc:
             log.exception("RPC handler for %r failed on %r", self.queue, msg)
             body, props = b"", _error_reply(exc, request.correlation_id)
+        if not request.reply_to:
+            return
         channel = msg.channel
         try:
-            if request.reply_to:
-                try:
-                    await channel.basic_publish(body, routing_key=request.reply_to, properties=props)
-                except InvalidArgument as exc:  # the handler's properties cannot be sent
-                    log.error("RPC reply for %r cannot be sent: %s", msg, exc)
-                    error = _error_reply(exc, request.correlation_id)
-                    await channel.basic_publish(b"", routing_key=request.reply_to, properties=error)
-            # After the reply: a request whose reply never left is redelivered.
-            msg.ack()
+            try:
+                await channel.basic_publish(body, routing_key=request.reply_to, properties=props)
+            except InvalidArgument as exc:  # the handler's properties cannot be sent
+                log.error("RPC reply for %r cannot be sent: %s", msg, exc)
+                error = _error_reply(exc, request.correlation_id)
+                await channel.basic_publish(b"", routing_key=request.reply_to, properties=error)
         except AMQPError as exc:
             log.info("RPC request %r not answered (%s): the broker will redeliver it", msg, exc)
-
-    def _requeue_backlog(self) -> None:
-        backlog = self._backlog
-        while backlog:
-            msg = backlog.popleft()
-            if msg.channel.is_open:
-                msg.reject(requeue=True)
-
-    def _consumer_ended(self, consumer: Consumer, exc: BaseException) -> None:
-        if consumer is not self._consumer:
-            return  # cancelled by close(), or replaced
-        self._consumer = None
-        # Requests not started: back to the queue (after a loss the broker
-        # requeues them itself, and their delivery tags are dead).
-        self._requeue_backlog()
-        if self._conn.recovers_from(exc):
-            log.warning("RPC server for %r lost its connection (%s); resuming", self.queue, exc)
-            self._resuming = asyncio.ensure_future(self._resume())
-        else:
-            log.log(_level(exc), "RPC server for %r stopped: %s", self.queue, exc)
-            self._stop(exc)
-
-    async def _resume(self) -> None:
-        try:
-            await self._establish(math.inf)
-        except AMQPError as exc:
-            log.log(_level(exc), "RPC server for %r could not resume: %s", self.queue, exc)
-            self._stop(exc)
-            return
-        log.info("RPC server for %r consumes again", self.queue)
+            raise
 
     def _stop(self, exc: BaseException | None) -> None:
         done = self._finished()
@@ -652,6 +615,11 @@ class RpcServer:
                 done.set_result(None)
             else:
                 done.set_exception(exc)
+
+
+def _always(exc: BaseException) -> bool:
+    """A request whose reply could not be sent goes back to the queue."""
+    return True
 
 
 def _reply(result: Buffer | Reply, correlation_id: str | None) -> tuple[Buffer, Properties]:

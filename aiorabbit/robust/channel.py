@@ -91,6 +91,8 @@ class RobustChannel:
         self._consumers: list[ConsumerRecovery] = []
         self._closed_exc: BaseException | None = None
         self._reopen_lock = asyncio.Lock()
+        # Done once closed for good: ends the calls waiting for recovery.
+        self._closed_for_good: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tx = False
         # The plain channel the current transaction runs on.
         self._tx_channel: Channel | None = None
@@ -200,7 +202,7 @@ class RobustChannel:
             inner = self._inner
             if inner is not None and inner.is_open and self._hub.state() is State.CONNECTED:
                 return inner
-            conn = await self._hub.wait_connected(rconn.wait_timeout)
+            conn = await self._wait_connected()
             async with self._reopen_lock:
                 if self._inner is inner and (inner is None or inner.is_closed) and self._closed_exc is None:
                     try:
@@ -223,9 +225,28 @@ class RobustChannel:
                 if not retry or not self._hub.recovers_from(exc):
                     raise
 
+    async def _wait_connected(self) -> Connection:
+        """The live connection (waiting up to ``wait_timeout`` for
+        recovery), unless the channel is closed first."""
+        waiting = asyncio.ensure_future(self._hub.wait_connected(self._rconn.wait_timeout))
+        either: set[asyncio.Future[Any]] = {waiting, self._closed_for_good}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.wait({waiting})
+        if waiting.done() and not waiting.cancelled():
+            return waiting.result()  # the connection, or why there is none
+        reason = self._closed_exc
+        if isinstance(reason, ConnectionClosed):  # the connection closed for good
+            raise ConnectionClosed(0, f"connection closed: {reason}")
+        raise ChannelClosed(0, "channel is closed", cause=reason)
+
     def _set_closed(self, exc: BaseException) -> None:
         if self._closed_exc is None:
             self._closed_exc = exc
+            self._closed_for_good.set_result(None)
         for port in list(self._consumers):
             port.abort(exc)
 
@@ -525,10 +546,12 @@ class RobustChannel:
         messages: async for msg in messages:`` keeps yielding across
         reconnects (messages unacked at the loss come again, redelivered).
 
-        ``callback`` and ``on_end`` as for :meth:`Channel.consume`; here
-        ``on_end`` is called only when the consumer ends for good (its
-        channel or connection closed for good), not on a loss that
-        recovery repairs."""
+        ``callback`` as for :meth:`Channel.consume`.  ``on_end(consumer,
+        error)`` is called at once whenever the broker stops delivering to
+        the consumer: on a loss (it consumes again after recovery: replies
+        and deliveries in flight are gone) and when it ends for good (its
+        channel or connection closed for good, by the program too);
+        ``consumer.ended`` tells which.  Not when the consumer is cancelled."""
         return RobustConsumer(self, queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments,
                               consumer_tag=consumer_tag, callback=callback, on_end=on_end,
                               access=self._access)
@@ -562,3 +585,4 @@ class RobustChannel:
 async def _selected(channel: Channel, timeout: float | None) -> Channel:
     await channel.tx_select(timeout=timeout)
     return channel
+

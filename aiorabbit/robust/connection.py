@@ -489,9 +489,15 @@ class RobustConnection:
     ) -> RobustChannel:
         channel = RobustChannel(self, publisher_confirms=publisher_confirms, on_return=on_return,
                                 hub=self._hub)
-        conn = await self._wait_connected(self.wait_timeout)
-        await channel._open(conn)  # seam: the channel is created here; it joins recovery once open
-        return channel
+        while True:
+            conn = await self._wait_connected(self.wait_timeout)
+            try:
+                await channel._open(conn)  # seam: the channel is created here; it joins recovery once open
+            except (ConnectionClosed, ChannelClosed) as exc:
+                if not self._lost_connection(exc):
+                    raise
+                continue  # lost while opening: open it on the recovered connection
+            return channel
 
     async def update_secret(self, new_secret: str | bytes, reason: str = "") -> None:
         """Update the secret (for example an OAuth token) now and for every

@@ -88,6 +88,20 @@ class RobustConsumer:
             and inner is not None and not inner.ended and inner.channel.is_open
         )
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why the consumer ended for good, once it has (its channel or
+        connection closed for good, or its queue deleted through the
+        robust channel); ``None`` while it runs, and after ``cancel()`` or
+        the program closing its connection."""
+        exc = self._exc
+        return None if exc is None or getattr(exc, "by_client", False) else exc
+
+    @property
+    def ended(self) -> bool:
+        """True once the consumer ended for good, for whatever reason."""
+        return self._exc is not None or self._cancelled
+
     def __repr__(self) -> str:
         return f"<aiorabbit.RobustConsumer queue={self._queue!r} tag={self.consumer_tag!r}>"
 
@@ -241,7 +255,7 @@ class RobustConsumer:
         consumer = inner_channel.consume(
             self._queue, no_ack=self.no_ack, exclusive=self.exclusive, arguments=arguments,
             consumer_tag=self.consumer_tag, callback=callback,
-            on_end=self._callback_consumer_ended if callback is not None else None)
+            on_end=self._inner_ended)
         await consumer.start()
         self.consumer_tag = consumer.consumer_tag
         if self._cancelled:
@@ -251,12 +265,28 @@ class RobustConsumer:
         self._parked = False
         self._ready.set()
 
-    def _callback_consumer_ended(self, inner: Consumer, exc: BaseException) -> None:
-        # What ``__anext__`` does for an iterated consumer the broker cancels.
-        if isinstance(exc, ConsumerCancelled) and inner is self._inner and not self._cancelled:
+    def _inner_ended(self, inner: Consumer, exc: BaseException) -> None:
+        """The plain consumer under us ended: the broker stopped delivering
+        (a loss, a channel error, a cancel).  Told at once, even while
+        nobody iterates."""
+        if inner is not self._inner or self._cancelled:
+            return
+        if self._hub.closing() or getattr(exc, "by_client", False):
+            return  # the program closes the connection or channel: _abort() tells
+        if self._callback is not None and isinstance(exc, ConsumerCancelled):
+            # What ``__anext__`` does for an iterated consumer the broker cancels.
             self._lost(inner)
             self._hub.emit("consumer_cancelled", self)
             self._park()
+        self._notify_end(exc)
+
+    def _notify_end(self, exc: BaseException) -> None:
+        if self._on_end is None:
+            return
+        try:
+            self._on_end(self, exc)
+        except Exception:  # a user hook must not break recovery
+            log.exception("consumer on_end callback failed")
 
     def _park(self) -> None:
         """Wait, in the background, for the queue to exist again."""
@@ -294,11 +324,12 @@ class RobustConsumer:
             self._watcher = None
 
     def _abort(self, exc: BaseException) -> None:
-        if self._exc is None and not self._cancelled and self._on_end is not None:
-            self._on_end(self, exc)
+        first = self._exc is None and not self._cancelled
         self._exc = exc
         self._stop_watching()
         self._ready.set()
+        if first:
+            self._notify_end(exc)
 
     def _track(self, msg: IncomingMessage) -> None:
         offset = msg.headers.get("x-stream-offset")
