@@ -1280,3 +1280,30 @@ async def test_get_cancelled_while_the_consumer_registers_leaves_no_orphan(
         ok = await queue_state(connection, queue)
         assert ok is not None and ok.consumer_count == 1
         await consumer.cancel()
+
+
+async def test_a_stream_consumer_runs_an_object_with_an_async_call(amqp_url: str, names: Names) -> None:
+    # The stream consumer wraps its callback to track offsets; an object
+    # whose __call__ is ``async def`` must be awaited through that wrapper
+    # (it used to be called without await: the callback never ran).
+    stream = names.queue("stream-async-call")
+    got: list[tuple[bytes, int]] = []
+
+    class Handler:
+        async def __call__(self, msg: aiorabbit.IncomingMessage) -> None:
+            await asyncio.sleep(0)
+            got.append((msg.body, msg.headers["x-stream-offset"]))
+            await msg.ack()
+
+    async with robust(amqp_url) as conn:
+        ch = await conn.channel(publisher_confirms=True)
+        await ch.queue_declare(stream, durable=True, arguments={"x-queue-type": "stream"})
+        try:
+            for i in range(5):
+                await ch.basic_publish(b"%d" % i, routing_key=stream)
+            await ch.basic_qos(prefetch_count=10)  # streams need a prefetch
+            await ch.basic_consume(stream, Handler(), arguments={"x-stream-offset": "first"})
+            await eventually(lambda: len(got) == 5, 5, "the five messages")
+            assert [body for body, _ in got] == [b"0", b"1", b"2", b"3", b"4"]
+        finally:
+            await ch.queue_delete(stream)
