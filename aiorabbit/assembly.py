@@ -90,8 +90,11 @@ class Assembler:
         if end > size:
             self._fail("content body longer than its header said")
             return
-        if not got and end == size:
-            self._finish(bytes(chunk))  # the one copy of the body
+        if not got and end == size:  # the whole body in one frame: the common case, inlined
+            method = self.method
+            self.method = None
+            self.size = 0
+            self._on_content(method, bytes(chunk), self._props)  # the one copy of the body
             return
         self._assembly(end)[got:end] = chunk
         self._got = end

@@ -12,7 +12,7 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== seams (tools/seams.py)"
-.venv/bin/python tools/seams.py
+.venv/bin/python tools/seams.py --check
 echo "== the sdist and the wheel, and the wheel alone in a fresh virtualenv"
 bash scripts/check_dist.sh
 echo "== pytest (asyncio loop, branch coverage)"
