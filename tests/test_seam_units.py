@@ -224,3 +224,14 @@ async def test_dispatcher_reports_the_consumers_error_and_drain_requeues_the_res
     assert sorted(settles.log) == [(1, "REJECT", True), (2, "REJECT", True), (3, "REJECT", True)]
     assert not dispatcher.handlers
     await dispatcher.stop()  # idempotent after the end
+
+
+def test_robust_consumer_has_the_consumers_api() -> None:
+    plain, robust = aiorabbit.Consumer, aiorabbit.RobustConsumer
+    for name in (n for n in dir(plain) if not n.startswith("_")):
+        assert hasattr(robust, name), name
+        ours = getattr(plain, name)
+        if callable(ours):
+            assert inspect.signature(ours) == inspect.signature(getattr(robust, name)) or name in {
+                "start", "__aenter__"  # return the robust consumer
+            }, name
