@@ -45,15 +45,15 @@ from aiorabbit.codec.frames import (
     HeaderFrame,
     HeartbeatFrame,
     MethodFrame,
-    encode_content_frames,
     encode_method_frame,
 )
 from aiorabbit.codec.properties import Properties
 
-__all__ = ["Handler", "Peer", "PeerClosed", "Published", "Script", "ScriptedServer", "serving"]
+__all__ = ["Handler", "Peer", "PeerClosed", "Published", "Script", "ScriptedServer", "eventually", "serving"]
 
 _FRAME_HEAD = struct.Struct(">BHI")
 _CONTENT_HEAD = struct.Struct(">BHIHHQ")
+_END = bytes([FRAME_END])
 
 M = TypeVar("M", bound=Method)
 
@@ -133,6 +133,8 @@ class Peer:
         self._delivery_tags: dict[int, itertools.count[int]] = {}
         self._content: dict[int, _Content] = {}
         self._closed = False
+        # Set (and replaced) whenever a method is recorded in ``received``.
+        self._arrival = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<Peer #{self.index} closed={self._closed}>"
@@ -203,7 +205,33 @@ class Peer:
             frame = frames[0]
         if isinstance(frame, MethodFrame):
             self.received.append((frame.channel, frame.method))
+            self._arrival.set()
+            self._arrival = asyncio.Event()
         return frame
+
+    async def wait_received(
+        self, method_type: type[M], count: int = 1, timeout: float = 5.0
+    ) -> list[tuple[int, M]]:
+        """Wait until :attr:`received` holds at least ``count`` methods of
+        ``method_type`` (read by :meth:`serve` or any other read); return
+        them all as ``(channel, method)``, in arrival order."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = [(c, x) for c, x in self.received if isinstance(x, method_type)]
+            if len(found) >= count:
+                return found
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except asyncio.TimeoutError:
+                names = [x.NAME for _, x in self.received]
+                raise TimeoutError(
+                    f"{len(found)} {method_type.NAME} of {count} from the client within {timeout} s; "
+                    f"received {names}"
+                ) from None
 
     # ------------------------------------------------------------------
     # writing
@@ -225,20 +253,50 @@ class Peer:
         *,
         body_size: int | None = None,
         frame_max: int | None = None,
+        chunk: int | None = None,
     ) -> None:
         """Write ``method`` (basic.deliver, get-ok, return) with its content:
         the header and body frames.  ``body_size`` replaces the size the
         header announces (a lie, for tests); ``frame_max`` defaults to the
-        negotiated one."""
-        props = properties.encode() if isinstance(properties, Properties) else properties
-        out: list[bytes | bytearray | memoryview] = [encode_method_frame(channel, method)]
-        encode_content_frames(
-            channel, method.CLASS_ID, body, props, self.frame_max if frame_max is None else frame_max, out
+        negotiated one; ``chunk`` cuts the body into frames of that many
+        bytes (at most) instead of the largest ``frame_max`` allows."""
+        self.writer.write(
+            b"".join(
+                self.content_frames(
+                    channel, method, body, properties, body_size=body_size, frame_max=frame_max, chunk=chunk
+                )
+            )
         )
-        if body_size is not None:
-            head = _CONTENT_HEAD.pack(2, channel, 12 + len(props), method.CLASS_ID, 0, body_size)
-            out[1] = head + props + b"\xce"
-        self.writer.write(b"".join(bytes(part) for part in out))
+
+    def content_frames(
+        self,
+        channel: int,
+        method: Method,
+        body: bytes,
+        properties: bytes | Properties = b"\x00\x00",
+        *,
+        body_size: int | None = None,
+        frame_max: int | None = None,
+        chunk: int | None = None,
+    ) -> list[bytes]:
+        """The frames :meth:`send_content` writes, one ``bytes`` each: the
+        method, the content header, then the body frames (to send them
+        interleaved with other frames, for instance)."""
+        props = properties.encode() if isinstance(properties, Properties) else properties
+        size = len(body) if body_size is None else body_size
+        frames = [
+            encode_method_frame(channel, method),
+            _CONTENT_HEAD.pack(2, channel, 12 + len(props), method.CLASS_ID, 0, size) + props + _END,
+        ]
+        if chunk is None:
+            limit = self.frame_max if frame_max is None else frame_max
+            chunk = limit - 8 if limit else max(len(body), 1)
+        if chunk < 1:
+            raise ValueError(f"body frames of {chunk} bytes")
+        for start in range(0, len(body), chunk):
+            piece = body[start : start + chunk]
+            frames.append(_FRAME_HEAD.pack(FRAME_BODY, channel, len(piece)) + piece + _END)
+        return frames
 
     def deliver(
         self,
@@ -320,6 +378,29 @@ class Peer:
         self.frame_max = self.tune_ok.frame_max or frame_max
         _, self.open = await self.expect(m.ConnectionOpen)
         self.send_method(0, m.ConnectionOpenOk())
+
+    async def refuse_login(
+        self,
+        reply_code: int = 403,
+        reply_text: str = "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN",
+    ) -> None:
+        """Play a broker that refuses the client's credentials: start, read
+        start-ok, then ``connection.close`` (RabbitMQ's answer to a bad login
+        with ``authentication_failure_close``); wait for the close-ok."""
+        header = await self.read_protocol_header()
+        if header != PROTOCOL_HEADER:
+            raise AssertionError(f"client sent protocol header {header!r}")
+        self.send_method(
+            0,
+            m.ConnectionStart(
+                server_properties=DEFAULT_SERVER_PROPERTIES, mechanisms=b"PLAIN AMQPLAIN", locales=b"en_US"
+            ),
+        )
+        _, self.start_ok = await self.expect(m.ConnectionStartOk)
+        self.send_method(
+            0, m.ConnectionClose(reply_code=reply_code, reply_text=reply_text, class_id=0, method_id=0)
+        )
+        await self.expect(m.ConnectionCloseOk)
 
     async def serve(self, handlers: dict[type[Method], Handler] | None = None) -> None:
         """Behave as a cooperative broker until the client goes away.
@@ -482,6 +563,17 @@ class Peer:
         if nowait and not isinstance(method, (m.ChannelClose, m.ConnectionClose)):
             return None
         return reply
+
+
+async def eventually(predicate: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` is true (checked every few milliseconds);
+    fail naming ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.002)
 
 
 def serving(handlers: dict[type[Method], Handler] | None = None) -> Script:

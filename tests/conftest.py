@@ -12,6 +12,11 @@ run, the benchmarks and the other long tests: ``pytest -m "not slow"`` is the
 fast path for contributors (CONTRIBUTING.md).  It is set in the test files,
 except for the files listed in :data:`SLOW_ELSEWHERE`.  The ``extra_node``
 marker skips a test, saying why, where no extra node can be started.
+
+The ``broker_free`` marker tags the tests that need no broker at all (the
+codec, tests against the scripted server of ``tests/amqp_server.py``):
+``pytest -m broker_free`` runs with none, since the autouse ``_env_url``
+fixture looks for the broker only in the other tests.
 """
 
 from __future__ import annotations
@@ -63,9 +68,13 @@ def _tracked(factory: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.Abstra
 
 
 @pytest.fixture(autouse=True)
-def _env_url(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # connect() with no URL must reach the test broker too.
-    monkeypatch.setenv("AMQP_URL", amqp_url)
+def _env_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # connect() with no URL must reach the test broker too.  A test marked
+    # broker_free never asks for the broker (looking for one fails the test
+    # where none answers), so it runs without one.
+    if request.node.get_closest_marker("broker_free") is not None:
+        return
+    monkeypatch.setenv("AMQP_URL", request.getfixturevalue("amqp_url"))
 
 
 @pytest.fixture
@@ -88,6 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "slow: a long test (extra broker nodes, chaos, benchmarks, subprocesses); "
         'deselect with -m "not slow"',
+    )
+    config.addinivalue_line(
+        "markers",
+        "broker_free: needs no RabbitMQ (codec tests, tests against the scripted server in "
+        "tests/amqp_server.py); -m broker_free runs them with no broker at all",
     )
     config.addinivalue_line(
         "markers",

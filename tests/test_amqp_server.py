@@ -16,6 +16,8 @@ from aiorabbit.codec.frames import PROTOCOL_HEADER
 
 from .amqp_server import Peer, Published, ScriptedServer, serving
 
+pytestmark = pytest.mark.broker_free
+
 
 async def test_handshake_channel_and_declare() -> None:
     async with ScriptedServer() as server:

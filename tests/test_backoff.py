@@ -20,6 +20,8 @@ from aiorabbit import (
 )
 from aiorabbit.backoff import RECOVERABLE_REPLY_CODES, is_recoverable
 
+pytestmark = pytest.mark.broker_free
+
 # -- ceiling -----------------------------------------------------------------
 
 

@@ -31,6 +31,8 @@ from aiorabbit.codec.frames import (
 from aiorabbit.codec.properties import Properties
 from aiorabbit.exceptions import FrameError, InvalidArgument
 
+pytestmark = pytest.mark.broker_free
+
 FRAME_MAX = 4096
 
 

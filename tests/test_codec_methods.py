@@ -33,8 +33,11 @@ from aiorabbit.codec.frames import FrameParser, MethodFrame, decode_method, enco
 from aiorabbit.codec.table import Float32, Int16, UInt8, UInt32, decode_table, encode_table, encode_value
 from aiorabbit.exceptions import FrameError, InvalidArgument
 
-# pamqp warns whenever it builds basic.recover-async (deprecated in 0-9-1)
-pytestmark = pytest.mark.filterwarnings("ignore:This command is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.broker_free,
+    # pamqp warns whenever it builds basic.recover-async (deprecated in 0-9-1)
+    pytest.mark.filterwarnings("ignore:This command is deprecated:DeprecationWarning"),
+]
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO / "tools" / "spec" / "amqp-rabbitmq-0.9.1.json"  # in the repository: a clone is enough

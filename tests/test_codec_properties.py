@@ -18,6 +18,8 @@ from aiorabbit.codec.properties import EMPTY_PROPERTIES, DeliveryMode, Propertie
 from aiorabbit.codec.table import Float32, Int16, UInt8
 from aiorabbit.exceptions import FrameError, InvalidArgument
 
+pytestmark = pytest.mark.broker_free
+
 UTC = datetime.timezone.utc
 JAN_1_2024 = datetime.datetime(2024, 1, 1, tzinfo=UTC)  # 1704067200 == 0x65920080
 

@@ -34,6 +34,8 @@ from aiorabbit.codec.table import (
 )
 from aiorabbit.exceptions import FrameError, InvalidArgument
 
+pytestmark = pytest.mark.broker_free
+
 UTC = datetime.timezone.utc
 D = decimal.Decimal
 JAN_1_2024 = datetime.datetime(2024, 1, 1, tzinfo=UTC)  # 1704067200 == 0x65920080

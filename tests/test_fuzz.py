@@ -18,6 +18,8 @@ from aiorabbit.exceptions import FrameError, ProtocolVersionMismatch
 
 from .fuzzing import Case, Fuzzer, Stats, build_corpus, deep_array, deep_table, run_case
 
+pytestmark = pytest.mark.broker_free
+
 FUZZ_SECONDS = max(float(os.environ.get("AIORABBIT_FUZZ_SECONDS", "5")), 1.0)
 FIXED_SEED = 20240517
 

@@ -12,6 +12,8 @@ import pytest
 
 from aiorabbit._gather import gather_fd, write_gathered
 
+pytestmark = pytest.mark.broker_free
+
 
 async def _pair() -> tuple[asyncio.Transport, socket.socket, socket.socket]:
     a, b = socket.socketpair()

@@ -19,6 +19,8 @@ import pytest
 
 import aiorabbit
 
+pytestmark = pytest.mark.broker_free
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10

@@ -9,6 +9,8 @@ import pytest
 import aiorabbit
 from aiorabbit import ConnectionParameters, InvalidArgument
 
+pytestmark = pytest.mark.broker_free
+
 
 def test_defaults_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AMQP_URL", raising=False)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from aiorabbit.topology import BindingRecord, ExchangeRecord, QueueRecord, Topology
+
+pytestmark = pytest.mark.broker_free
 
 
 def ex(name: str, *, auto_delete: bool = False, kind: str = "direct") -> ExchangeRecord:
