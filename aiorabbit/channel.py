@@ -741,15 +741,16 @@ class Channel:
                 self._out.send_method(self.number, reject)
                 return
             port.deliver(IncomingMessage(
-                self, self._settle_message, body, props, method.delivery_tag, method.redelivered,
-                method.exchange, method.routing_key, method.consumer_tag, None, port.no_ack,
+                self, body, props, method.delivery_tag, method.redelivered, method.exchange,
+                method.routing_key, method.consumer_tag, None, port.no_ack, self._settle_message,
             ))
         elif kind is m.BasicGetOk:
             assert isinstance(method, m.BasicGetOk)
             self._complete_rpc(IncomingMessage(
-                self, self._settle_message, body, props, method.delivery_tag, method.redelivered,
-                method.exchange, method.routing_key, None, method.message_count,
+                self, body, props, method.delivery_tag, method.redelivered, method.exchange,
+                method.routing_key, None, method.message_count,
                 isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack,
+                self._settle_message,
             ))
         else:
             assert isinstance(method, m.BasicReturn)

@@ -400,9 +400,10 @@ class ConsumerCancelled(AMQPError):
 
 
 class MessageAlreadySettled(AMQPError):
-    """A message was acked, nacked or rejected twice, or settled after its
-    channel closed (its delivery tag would mean nothing, or another message,
-    on any other channel)."""
+    """A message was acked, nacked or rejected twice, or after an earlier
+    ``multiple=True`` settle covered it.  (Settling after the channel closed
+    raises :class:`ChannelClosed`: its delivery tag would mean nothing, or
+    another message, on any other channel.)"""
 
 
 class RecoveryFailed(AMQPConnectionError):

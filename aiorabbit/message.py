@@ -67,6 +67,10 @@ class _Content:
         return self.properties.headers or {}
 
 
+def _cannot_settle(message: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
+    raise RuntimeError(f"{message!r} was built without a settle function: it cannot be {kind.name.lower()}ed")
+
+
 class IncomingMessage(_Content):
     """A message delivered by ``basic.deliver`` or ``basic.get``.
 
@@ -111,7 +115,6 @@ class IncomingMessage(_Content):
     def __init__(
         self,
         channel: Channel,
-        settle: Settler,
         body: bytes,
         raw_properties: bytes,
         delivery_tag: int,
@@ -121,9 +124,12 @@ class IncomingMessage(_Content):
         consumer_tag: str | None = None,
         message_count: int | None = None,
         settled: bool = False,
+        settle: Settler | None = None,
     ) -> None:
         self._channel = channel
-        self._settle = settle
+        # The channel hands its settle function in; a message built by hand
+        # (a test double) has none and says so when settled.
+        self._settle = settle if settle is not None else _cannot_settle
         self.body = body
         self._raw_properties = raw_properties
         self._properties = None

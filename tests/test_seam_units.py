@@ -133,9 +133,23 @@ class _Settles:
 
 def _messages(settles: _Settles, count: int) -> list[aiorabbit.IncomingMessage]:
     return [
-        aiorabbit.IncomingMessage(None, settles, b"%d" % tag, b"\x00\x00", tag, False, "", "q")  # type: ignore[arg-type]
+        aiorabbit.IncomingMessage(None, b"%d" % tag, b"\x00\x00", tag, False, "", "q", settle=settles)  # type: ignore[arg-type]
         for tag in range(1, count + 1)
     ]
+
+
+def test_a_message_built_by_hand_keeps_the_old_constructor_and_refuses_to_settle() -> None:
+    # The constructor's positional order is the one from before the seams
+    # work (test doubles build messages this way); settle comes last.
+    msg = aiorabbit.IncomingMessage(None, b"x", b"\x00\x00", 7, True, "ex", "rk", "ctag")  # type: ignore[arg-type]
+    assert (msg.delivery_tag, msg.redelivered, msg.exchange, msg.routing_key, msg.consumer_tag) == (
+        7, True, "ex", "rk", "ctag",
+    )
+    with pytest.raises(RuntimeError, match="without a settle function: it cannot be acked"):
+        msg.ack()
+    with pytest.raises(RuntimeError, match="cannot be rejected"):
+        msg.reject()
+    assert not msg.settled
 
 
 class _Feed:
