@@ -14,11 +14,13 @@ import asyncio
 import logging
 import platform
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ._compat import wait_for
 from ._futures import fail
+from ._logging import fields
 from ._opening import Opening
 from ._version import __version__
 from .backoff import is_recoverable
@@ -45,6 +47,7 @@ from .exceptions import (
     connection_error,
 )
 from .link import ChannelLink, ChannelPort
+from .observe import Observer, resolve
 from .outbox import Outbox
 from .parameters import ConnectionParameters
 from .phase import Phase, check_transition
@@ -53,7 +56,7 @@ from .reading import ReadGate
 
 __all__ = ["Connection", "connect"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.connection")
 
 BlockedCallback = Callable[["Connection", "str | None"], Any]
 
@@ -87,6 +90,8 @@ class Connection:
         self._heartbeat_handle: asyncio.TimerHandle | None = None
         self._heartbeat_misses = 0
         self._next_channel = 1
+        self._observer = resolve(params.observer)
+        self._blocked_at = 0.0
         #: Negotiated limits (set by ``connection.tune``).
         self.channel_max = params.channel_max
         self.frame_max = params.frame_max
@@ -111,6 +116,20 @@ class Connection:
     def is_closed(self) -> bool:
         """True once the connection is closed (by either side, or lost)."""
         return self._phase is Phase.CLOSED
+
+    @property
+    def observer(self) -> Observer | None:
+        """The observer that sees this connection's events (``None``: none)."""
+        return self._observer
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The broker's address and port as connected (``None`` before)."""
+        transport = self._transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if not peer:
+            return None
+        return str(peer[0]), int(peer[1])
 
     @property
     def is_blocked(self) -> bool:
@@ -275,6 +294,19 @@ class Connection:
     # opening
 
     async def _open(self) -> None:
+        observer = self._observer
+        if observer is None:
+            await self._open_bounded()
+            return
+        observer.connecting(self.params)
+        try:
+            await self._open_bounded()
+        except BaseException as exc:
+            observer.connection_failed(self.params, exc)
+            raise
+        observer.connection_open(self)
+
+    async def _open_bounded(self) -> None:
         params = self.params
         try:
             await wait_for(self._open_inner(), params.connection_timeout)
@@ -365,7 +397,7 @@ class Connection:
             self._enter(Phase.OPEN)
         if self.heartbeat:
             self._schedule_heartbeat()
-        log.debug("connected to %s", params.url)
+        log.info("connected to %s", params.url, extra=fields(params))
 
     def _make_protocol(self) -> Protocol:
         events = Events(self._connection_made, self._connection_lost, self._protocol_failure,
@@ -464,7 +496,8 @@ class Connection:
             assert isinstance(method, m.ConnectionClose)
             self._outbox.write_now(encode_method_frame(0, m.ConnectionCloseOk()))
             exc = connection_error(method.reply_code, method.reply_text)
-            log.warning("broker closed the connection: %s", exc)
+            log.warning("broker closed the connection: %s", exc,
+                        extra=fields(self.params, reply_code=method.reply_code))
             self._shutdown(exc)
         elif kind is m.ConnectionCloseOk:
             if self._close_waiter is not None and not self._close_waiter.done():
@@ -479,10 +512,16 @@ class Connection:
 
     def _set_blocked(self, reason: str | None) -> None:
         self._outbox.block(reason)
+        now = time.monotonic()
         if reason is None:
-            log.info("broker unblocked publishing")
+            log.info("broker unblocked publishing", extra=fields(self.params))
+            if self._observer is not None:
+                self._observer.connection_unblocked(self, now - self._blocked_at)
         else:
-            log.warning("broker blocked publishing: %s", reason)
+            log.warning("broker blocked publishing: %s", reason, extra=fields(self.params))
+            self._blocked_at = now
+            if self._observer is not None:
+                self._observer.connection_blocked(self, reason)
         for callback in list(self._blocked_callbacks):
             try:
                 callback(self, reason)
@@ -541,7 +580,7 @@ class Connection:
             # Four half-intervals: the peer has been silent for two intervals.
             if self._heartbeat_misses >= 4:
                 exc = HeartbeatTimeout(0, f"no frame from the broker for {2 * self.heartbeat}s")
-                log.warning("%s", exc)
+                log.warning("%s", exc, extra=fields(self.params))
                 self._abort(exc)
                 return
         self._outbox.write_heartbeat(HEARTBEAT_FRAME)
@@ -564,7 +603,7 @@ class Connection:
         """The broker broke the protocol: close with an error and give up."""
         if self._phase is Phase.CLOSED:
             return
-        log.error("protocol failure: %s", exc)
+        log.error("protocol failure: %s", exc, extra=fields(self.params))
         code = 501 if isinstance(exc, FrameError) else 505
         transport = self._transport
         writable = transport is not None and not transport.is_closing()
@@ -595,8 +634,13 @@ class Connection:
     def _shutdown(self, exc: ConnectionClosed) -> None:
         """Mark the connection closed and fail every waiter with ``exc``."""
         if self._closed_exc is None:
+            opened = self._phase is not Phase.OPENING  # else the open fails: connection_failed
             self._closed_exc = exc
             self._enter(Phase.CLOSED)
+            if self._observer is not None and opened:
+                self._observer.connection_closed(self, exc)
+            if opened and getattr(exc, "by_client", False):
+                log.info("connection closed", extra=fields(self.params, reply_code=exc.reply_code))
         exc = self._closed_exc
         if self._heartbeat_handle is not None:
             self._heartbeat_handle.cancel()
@@ -625,6 +669,8 @@ class Connection:
     def _connection_lost(self, exc: Exception | None) -> None:
         if self._closed_exc is None:
             reason = (str(exc) or repr(exc)) if exc else "the broker closed the socket"
+            if self._phase is Phase.OPEN:
+                log.warning("connection lost: %s", reason, extra=fields(self.params))
             self._shutdown(ConnectionLost(0, reason))
         if not self._lost.done():
             self._lost.set_result(None)
@@ -642,7 +688,7 @@ async def _connect(params: ConnectionParameters) -> Connection:
         except (ConnectionFailed, ConnectionClosed) as exc:
             if attempt >= params.connection_attempts or not is_recoverable(exc):
                 raise
-            log.info("connect attempt %d failed (%s); retrying", attempt, exc)
+            log.info("connect attempt %d failed (%s); retrying", attempt, exc, extra=fields(params))
             await asyncio.sleep(params.retry_delay)
 
 

@@ -6,11 +6,14 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._compat import wait_for
 from ._inputs import is_async_callable
+from ._logging import fields
 from .exceptions import AMQPError, ChannelClosed, ConnectionClosed, ConsumerCancelled
+from .observe import Observer, processing
 from .reading import ReadGate
 
 if TYPE_CHECKING:
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Consumer", "ConsumerHooks", "ConsumerPort"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.consumer")
 
 # With no_ack the broker applies no prefetch limit; past this many buffered
 # messages the connection stops reading from the socket until the consumer
@@ -49,6 +52,8 @@ class ConsumerHooks(NamedTuple):
     unregister: Callable[[Consumer], Awaitable[None]]
     #: Stop reading while a no_ack backlog is full.
     reading: ReadGate
+    #: The connection's observer, if any.
+    observer: Observer | None = None
 
 
 class Consumer:
@@ -95,6 +100,10 @@ class Consumer:
         self._on_end = on_end
         self._hooks = hooks
         self._reading = hooks.reading
+        self._obs = hooks.observer
+        # With an observer: the message the iterator handed out last and its
+        # token, until the next one is asked for.
+        self._in_hand: tuple[IncomingMessage, Any] | None = None
 
     # ------------------------------------------------------------------
     # lifecycle
@@ -105,6 +114,8 @@ class Consumer:
             return self
         self._started = True
         await self._hooks.register(self, ConsumerPort(self, self._deliver, self._fail, self.no_ack))
+        if self._obs is not None:
+            self._obs.consumer_started(self)
         if self._async_callback:
             self._worker = asyncio.get_running_loop().create_task(self._run_callbacks())
         return self
@@ -114,6 +125,7 @@ class Consumer:
         if self._cancelled:
             return
         self._cancelled = True
+        self._end_in_hand(None)
         try:
             await self._hooks.unregister(self)
         except AMQPError:
@@ -146,6 +158,11 @@ class Consumer:
         """True once the consumer ended, for whatever reason."""
         return self._exc is not None
 
+    @property
+    def buffered(self) -> int:
+        """Deliveries received and not yet handed out."""
+        return len(self._buffer)
+
     def __repr__(self) -> str:
         return f"<aiorabbit.Consumer queue={self.queue!r} tag={self.consumer_tag!r}>"
 
@@ -156,6 +173,19 @@ class Consumer:
         return self
 
     async def __anext__(self) -> IncomingMessage:
+        if self._obs is not None:
+            return await self._next_observed()
+        buffer = self._buffer
+        if buffer and not self._reading_paused:
+            return buffer.popleft()  # the common case: no wait, no second coroutine
+        return await self.take()
+
+    async def take(self) -> IncomingMessage:
+        """The next message, like ``async for``, except that the observer is
+        not told when its handling starts and ends: the caller reports it
+        with :meth:`processing`.  For programs that hand messages to
+        concurrent tasks (the next message is taken before the last one
+        is done)."""
         buffer = self._buffer
         while not buffer:
             if self._exc is not None:
@@ -175,6 +205,26 @@ class Consumer:
             self._reading.backlog_drained()
         return msg
 
+    def processing(self, message: IncomingMessage) -> AbstractContextManager[None]:
+        """``with consumer.processing(msg):`` around the handling of a message
+        from :meth:`take`: the observer sees it start and end there (and a
+        tracing observer makes its span current inside)."""
+        return processing(self._obs, self, message)
+
+    async def _next_observed(self) -> IncomingMessage:
+        obs = self._obs
+        assert obs is not None
+        self._end_in_hand(None)  # asking for the next one ends the last one
+        msg = await self.take()
+        self._in_hand = (msg, obs.delivery_started(self, msg))
+        return msg
+
+    def _end_in_hand(self, error: BaseException | None) -> None:
+        in_hand = self._in_hand
+        if in_hand is not None and self._obs is not None:
+            self._in_hand = None
+            self._obs.delivery_ended(self, in_hand[0], in_hand[1], error)
+
     async def get(self, timeout: float | None = None) -> IncomingMessage:
         """The next message (waiting up to ``timeout`` seconds)."""
         return await wait_for(self.__anext__(), timeout)
@@ -183,11 +233,14 @@ class Consumer:
     # called by the channel
 
     def _deliver(self, msg: IncomingMessage) -> None:
+        if self._obs is not None:
+            self._obs.delivery_received(self, msg)
         if self._callback is not None and not self._async_callback:
             try:
-                self._callback(msg)
+                with self.processing(msg):
+                    self._callback(msg)
             except Exception:
-                log.exception("consumer callback failed for %r", msg)
+                log.exception("consumer callback failed for %r", msg, extra=self._log_fields())
             return
         buffer = self._buffer
         buffer.append(msg)
@@ -207,17 +260,27 @@ class Consumer:
         when the program itself closed the channel or connection)."""
         if self._exc is None:
             self._exc = StopAsyncIteration() if getattr(exc, "by_client", False) else exc
+            if self._obs is not None and isinstance(exc, ConsumerCancelled):
+                self._obs.consumer_cancelled(self, exc)
             if self._on_end is not None:
                 self._on_end(self, exc)
         if isinstance(exc, (ChannelClosed, ConnectionClosed)):
             # Their delivery tags are dead: handing them out would only lead
             # to settle errors, and the broker requeues them anyway.
             if not self.no_ack:
+                if self._obs is not None:
+                    for msg in self._buffer:
+                        self._obs.delivery_dropped(self, msg, exc)
                 self._buffer.clear()
         if self._reading_paused:
             self._reading_paused = False
             self._reading.backlog_drained()
         self._wake()
+
+    def _log_fields(self, reply_code: int | None = None) -> dict[str, Any]:
+        channel = self.channel
+        return fields(channel.connection.params, channel=channel.number, queue=self.queue,
+                      consumer_tag=self.consumer_tag, reply_code=reply_code)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -240,12 +303,18 @@ class Consumer:
     async def _run_callbacks(self) -> None:
         assert self._callback is not None
         try:
-            async for msg in self:
+            while True:
+                msg = await self.take()
                 try:
-                    await self._callback(msg)
+                    with self.processing(msg):
+                        await self._callback(msg)
                 except Exception:
-                    log.exception("consumer callback failed for %r", msg)
+                    log.exception("consumer callback failed for %r", msg, extra=self._log_fields())
+        except StopAsyncIteration:
+            pass
         except ConsumerCancelled:
-            log.info("consumer %r ended: cancelled by the broker", self.consumer_tag)
+            log.info("consumer %r ended: cancelled by the broker", self.consumer_tag,
+                     extra=self._log_fields())
         except AMQPError as exc:
-            log.info("consumer %r ended: %s", self.consumer_tag, exc)
+            log.info("consumer %r ended: %s", self.consumer_tag, exc,
+                     extra=self._log_fields(getattr(exc, "reply_code", None)))

@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .exceptions import AMQPError
+from .interface import MessageSource
 from .message import IncomingMessage
 
 __all__ = ["Dispatcher", "settle_quietly"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.consumer")
 
 
 class Dispatcher:
@@ -37,7 +38,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        consumer: AsyncIterator[IncomingMessage],
+        consumer: MessageSource,
         handler: Callable[[IncomingMessage], Awaitable[Any]],
         *,
         concurrency: int,
@@ -68,7 +69,7 @@ class Dispatcher:
             while True:
                 await self._slots.acquire()
                 try:
-                    msg = await consumer.__anext__()
+                    msg = await consumer.take()
                 except BaseException:
                     self._slots.release()
                     raise
@@ -87,7 +88,8 @@ class Dispatcher:
 
     async def _run(self, msg: IncomingMessage) -> None:
         try:
-            await self._handler(msg)
+            with self._consumer.processing(msg):
+                await self._handler(msg)
         except Exception as exc:
             settle_quietly(msg, requeue=self._requeue_on_error(exc), ack=False)
             return

@@ -10,13 +10,15 @@ recovered from instead of checking its type.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._opening import Opening
     from .connection import Connection
+    from .message import IncomingMessage
 
-__all__ = ["AnyConnection"]
+__all__ = ["AnyConnection", "MessageSource"]
 
 
 @runtime_checkable
@@ -49,3 +51,14 @@ class AnyConnection(Protocol):
     def recovers_from(self, exc: BaseException) -> bool:
         """Whether the connection will come back by itself after ``exc``
         (an error a call raised): never for a plain connection."""
+
+
+class MessageSource(Protocol):
+    """A plain or a robust consumer, as a dispatcher of concurrent handlers
+    sees it."""
+
+    async def take(self) -> IncomingMessage:
+        """The next message; raises ``StopAsyncIteration`` at the end."""
+
+    def processing(self, message: IncomingMessage) -> AbstractContextManager[None]:
+        """Report the handling of ``message`` to the observer."""

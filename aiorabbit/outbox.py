@@ -23,7 +23,7 @@ from .codec.frames import encode_method_frame
 
 __all__ = ["Outbox", "FLUSH_AT", "WRITE_HIGH", "ZERO_COPY_MIN"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.connection")
 
 #: Flush at once past this many queued bytes instead of waiting for the end
 #: of the loop turn, so a publisher that never yields cannot buffer without

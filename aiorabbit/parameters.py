@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .exceptions import InvalidArgument
+from .observe import Observer
 
 __all__ = ["ConnectionParameters", "DEFAULT_URL", "redact_urls"]
 
@@ -70,6 +71,9 @@ class ConnectionParameters:
     #: :class:`~aiorabbit.OperationTimeout`; ``None`` waits for ever.  Each
     #: method's ``timeout`` argument overrides it.
     call_timeout: float | None = 600.0
+    #: An :class:`aiorabbit.observe.Observer` that sees this connection's
+    #: events (default: the one :func:`aiorabbit.observe.install` set).
+    observer: Observer | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -116,6 +120,8 @@ class ConnectionParameters:
             _check_text("name", self.name)
         if len(self.virtual_host.encode()) > 255:
             raise InvalidArgument("virtual_host is longer than 255 bytes")
+        if self.observer is not None and not isinstance(self.observer, Observer):
+            raise InvalidArgument("observer must be an aiorabbit.observe.Observer")
 
     def __repr__(self) -> str:
         return (

@@ -24,7 +24,7 @@ from .outbox import Outbox
 
 __all__ = ["Events", "Protocol", "Router"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.connection")
 
 # Each read takes up to this much (what the stdlib transport reads too).
 _READ_SIZE = 256 * 1024

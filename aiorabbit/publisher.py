@@ -26,7 +26,7 @@ from .interface import AnyConnection
 
 __all__ = ["Publisher", "OutgoingMessage"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.publisher")
 
 
 @dataclasses.dataclass

@@ -63,7 +63,7 @@ __all__ = [
     "ERROR_HEADER",
 ]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.rpc")
 
 #: The direct reply-to pseudo-queue.
 REPLY_TO = "amq.rabbitmq.reply-to"

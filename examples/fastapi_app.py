@@ -6,6 +6,7 @@
     curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
          -d '{"text": "hello brave new world"}'
     curl localhost:8000/health
+    curl localhost:8000/metrics       # with the OpenTelemetry Prometheus exporter installed
 
 POST /jobs publishes the job to the "fastapi.jobs" exchange with publisher
 confirms: the 202 answer means the broker has the job, persistent, in the
@@ -14,6 +15,11 @@ more replicas to share the work) counts the job's words and publishes the
 result to the "fastapi.results" queue, then acks the job.  A job that does
 not decode ends in "fastapi.jobs.dead".  Stopping the app (Ctrl-C, SIGTERM)
 lets the jobs in progress finish; the others stay queued.
+
+With ``pip install "aiorabbit-client[otel]" opentelemetry-sdk
+opentelemetry-exporter-prometheus`` the app also serves its metrics (messages
+published and consumed, confirm latency, consumer buffers, recoveries...) at
+/metrics for Prometheus to scrape (docs/observability.md).
 
 Every name starts with $AIORABBIT_EXAMPLES_PREFIX (the tests set it).
 """
@@ -27,7 +33,7 @@ import sys
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Response
 from pydantic import BaseModel, Field
 
 import aiorabbit
@@ -64,9 +70,22 @@ class Result(BaseModel):
     words: int
 
 
+# -- Metrics: OpenTelemetry, exported for Prometheus (when installed) --------
+
+try:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    from aiorabbit.otel import OpenTelemetryObserver
+except ImportError:
+    observer = None
+else:
+    observer = OpenTelemetryObserver(meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader()]))
+
 # -- RabbitMQ: connection, topology and the worker ------------------------
 
-rabbit = RabbitMQ(connection_name="aiorabbit-fastapi-example", shutdown_timeout=10)
+rabbit = RabbitMQ(connection_name="aiorabbit-fastapi-example", shutdown_timeout=10, observer=observer)
 rabbit.exchange(JOBS_EXCHANGE, "direct")
 rabbit.queue(JOBS_QUEUE, bindings=[(JOBS_EXCHANGE, "count_words")], dead_letter_queue=DEAD_QUEUE)
 rabbit.queue(RESULTS_QUEUE)
@@ -87,6 +106,12 @@ async def count_words(job: Job) -> None:
 
 app = FastAPI(title="aiorabbit FastAPI example", lifespan=rabbit.lifespan)
 rabbit.add_health_route(app, "/health")
+
+if observer is not None:
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @app.post("/jobs", status_code=202)

@@ -80,6 +80,17 @@ async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+def _scrape(text: str) -> dict[str, float]:
+    """Prometheus text format: each metric's value summed over its labels."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name_labels, value = line.rsplit(" ", 1)
+            name = name_labels.split("{", 1)[0]
+            values[name] = values.get(name, 0.0) + float(value)
+    return values
+
+
 def app_for(rabbit: RabbitMQ) -> FastAPI:
     app = FastAPI(lifespan=rabbit.lifespan)
     rabbit.add_health_route(app, "/health")
@@ -1074,6 +1085,7 @@ async def test_example_app(
     texts = ["hello brave new world", "one", "  spaces   between  words "]
     async with serve(example.app) as client:
         assert (await client.get("/health")).json()["status"] == "ok"
+        before = _scrape((await client.get("/metrics")).text)
         responses = [await client.post("/jobs", json={"text": text}) for text in texts]
         assert [r.status_code for r in responses] == [202] * 3
         job_ids = [r.json()["job_id"] for r in responses]
@@ -1086,6 +1098,15 @@ async def test_example_app(
                                routing_key="count_words")
         [dead] = await drain(connection, example.DEAD_QUEUE, 1)
         assert dead.body == b'{"text": "no id"}'
+        after = _scrape((await client.get("/metrics")).text)
+    # The counters moved with the work: 3 jobs and 3 results published (and
+    # confirmed), 4 deliveries settled (3 acked, 1 dead-lettered).
+    assert after["messaging_publish_duration_seconds_count"] - before.get(
+        "messaging_publish_duration_seconds_count", 0) == 6
+    assert after["aiorabbit_publish_confirm_duration_seconds_count"] - before.get(
+        "aiorabbit_publish_confirm_duration_seconds_count", 0) == 6
+    assert after["aiorabbit_delivery_settled_total"] - before.get("aiorabbit_delivery_settled_total", 0) == 4
+    assert after["aiorabbit_publish_confirms_in_flight"] == 0
     by_id = {json.loads(msg.body)["job_id"]: json.loads(msg.body)["words"] for msg in results}
     assert by_id == dict(zip(job_ids, [4, 1, 3], strict=True))
     assert sorted(msg.properties.correlation_id or "" for msg in results) == sorted(job_ids)

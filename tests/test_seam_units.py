@@ -4,6 +4,7 @@ between the layers, tested without a broker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 from typing import Any
@@ -161,10 +162,10 @@ class _Feed:
         self.ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self.pulled = 0
 
-    def __aiter__(self) -> _Feed:
-        return self
+    def processing(self, message: aiorabbit.IncomingMessage) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
-    async def __anext__(self) -> aiorabbit.IncomingMessage:
+    async def take(self) -> aiorabbit.IncomingMessage:
         if self.items:
             self.pulled += 1
             return self.items.pop(0)

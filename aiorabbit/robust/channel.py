@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DeclaredQueue", "RobustChannel"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.recovery")
 
 T = TypeVar("T")
 #: ``on_end(consumer, error)``: a consumer ended for good.

@@ -24,7 +24,7 @@ __all__ = [
     "EVENTS", "ChannelAccess", "ChannelRecovery", "ConsumerRecovery", "Hub", "Listener", "State", "stop_task",
 ]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.recovery")
 
 # stop_task() cancels a task up to this many times, waiting this long after each.
 _STOP_TRIES = 50

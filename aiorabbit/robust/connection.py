@@ -22,6 +22,7 @@ from typing import Any
 
 from .._compat import wait_for
 from .._futures import fail
+from .._logging import fields
 from .._opening import Opening
 from ..backoff import Backoff, failure_signature, is_recoverable
 from ..connection import Connection
@@ -37,6 +38,7 @@ from ..exceptions import (
     RecoveryTimeout,
     closed_by_client,
 )
+from ..observe import Observer, resolve
 from ..parameters import ConnectionParameters
 from ..topology import Topology
 from .channel import RobustChannel
@@ -46,7 +48,7 @@ from .replay import replay
 
 __all__ = ["RobustConnection", "connect_robust"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.recovery")
 
 
 class RobustConnection:
@@ -62,6 +64,11 @@ class RobustConnection:
         recovery_timeout: float,
         first_connect_timeout: float | None = 60.0,
     ) -> None:
+        observer = resolve(endpoints[0].observer)
+        if observer is not None:
+            # Every plain connection it opens reports to the same observer.
+            endpoints = [params.replace(observer=observer) for params in endpoints]
+        self._observer = observer
         self._endpoints = endpoints
         self._next_endpoint = 0
         self.backoff = backoff
@@ -88,6 +95,7 @@ class RobustConnection:
         self._supervisor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._attempts = 0
+        self._tries = 0  # failed connects in this outage
         self._outage_started = 0.0
         self._connected_at = 0.0
         # The latest reason the connection was lost or could not be made.
@@ -150,6 +158,18 @@ class RobustConnection:
     def blocked_reason(self) -> str | None:
         """The reason the broker gave for blocking, or ``None``."""
         return self._conn.blocked_reason if self._conn is not None else None
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The address and port of the broker connected to now (``None``
+        while recovering)."""
+        conn = self._conn
+        return conn.peer if conn is not None and conn.is_open else None
+
+    @property
+    def observer(self) -> Observer | None:
+        """The observer that sees this connection's events (``None``: none)."""
+        return self._observer
 
     @property
     def params(self) -> ConnectionParameters:
@@ -316,7 +336,10 @@ class RobustConnection:
                     ) from exc
                 delay = self.backoff.delay(self._attempts)
                 log.warning("connecting to %s failed (%s); attempt %d, next in %.2f s",
-                            params.url, exc, self._attempts + 1, delay)
+                            params.url, exc, self._attempts + 1, delay, extra=fields(params))
+                self._tries += 1
+                if self._observer is not None and not first:
+                    self._observer.recovery_attempt(self, self._tries, exc, delay)
                 await asyncio.sleep(delay)
 
     async def _supervise(self) -> None:
@@ -328,7 +351,7 @@ class RobustConnection:
             if self._closing:
                 return
             if not is_recoverable(reason):
-                self._emit("recovery_failed", reason)
+                self._recovery_failed(reason)
                 self._give_up(reason)
                 return
             stable = self._stable()
@@ -341,14 +364,17 @@ class RobustConnection:
                     f"soon after recovering: {reason}"
                 )
                 failed.__cause__ = reason
-                self._emit("recovery_failed", failed)
+                self._recovery_failed(failed)
                 self._give_up(failed)
                 return
-            log.warning("connection lost (%s); recovering", reason)
+            log.warning("connection lost (%s); recovering", reason, extra=self._log_fields(reason))
             self._state = State.RECONNECTING
             self._connected = self._loop.create_future()
             self._outage_started = time.monotonic()
+            self._tries = 0
             self._emit("disconnected", reason)
+            if self._observer is not None:
+                self._observer.recovery_started(self, reason)
             try:
                 if not stable:
                     # Lost again soon after recovering: back off first.
@@ -358,12 +384,22 @@ class RobustConnection:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                log.error("recovery failed: %s", exc)
-                self._emit("recovery_failed", exc)
+                log.error("recovery failed: %s", exc, extra=self._log_fields(exc))
+                self._recovery_failed(exc)
                 self._give_up(exc)
                 return
-            log.info("connection recovered")
+            log.info("connection recovered", extra=self._log_fields())
             self._emit("reconnected")
+            if self._observer is not None:
+                self._observer.recovered(self, time.monotonic() - self._outage_started)
+
+    def _log_fields(self, error: BaseException | None = None) -> dict[str, Any]:
+        return fields(self.params, reply_code=getattr(error, "reply_code", None))
+
+    def _recovery_failed(self, exc: BaseException) -> None:
+        self._emit("recovery_failed", exc)
+        if self._observer is not None:
+            self._observer.recovery_failed(self, exc, time.monotonic() - self._outage_started)
 
     async def _reconnect(self) -> None:
         while True:
@@ -385,7 +421,8 @@ class RobustConnection:
                     ) from exc
                 # The new connection died, or a step did not answer in time:
                 # nothing is reported as recovered; start over.
-                log.warning("recovery interrupted (%s); reconnecting", exc or "timeout")
+                log.warning("recovery interrupted (%s); reconnecting", exc or "timeout",
+                            extra=self._log_fields(exc))
                 # seam: the robust layer owns the plain connection it opened and drops it at once
                 conn._abort(ConnectionClosed(0, "recovery interrupted"))
                 if self._same_failure_again(exc):

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .._compat import wait_for
 from .._futures import retrieve
 from .._inputs import copy_arguments, is_async_callable
+from .._logging import fields
 from ..channel import Channel
 from ..consumer import Consumer
 from ..exceptions import ChannelClosed, ConnectionClosed, ConsumerCancelled, RecoveryTimeout
 from ..message import IncomingMessage
+from ..observe import processing
 from .common import ChannelAccess, ConsumerRecovery, State
 
 if TYPE_CHECKING:
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RobustConsumer"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.recovery")
 
 
 class RobustConsumer:
@@ -68,6 +71,7 @@ class RobustConsumer:
         self._starting: asyncio.Future[None] | None = None
         self._stream = bool(arguments) and "x-stream-offset" in (arguments or {})
         self._last_offset: int | None = None
+        self._consumed = False  # registered with the broker at least once
         self._port = ConsumerRecovery(self, self._needs_resume, self._resume, self._park, self._abort,
                                       self._stop_watching, self._rename)
 
@@ -96,6 +100,12 @@ class RobustConsumer:
         the program closing its connection."""
         exc = self._exc
         return None if exc is None or getattr(exc, "by_client", False) else exc
+
+    @property
+    def buffered(self) -> int:
+        """Deliveries received and not yet handed out."""
+        inner = self._inner
+        return inner.buffered if inner is not None else 0
 
     @property
     def ended(self) -> bool:
@@ -151,6 +161,20 @@ class RobustConsumer:
         return self
 
     async def __anext__(self) -> IncomingMessage:
+        return await self._next(tracked=True)
+
+    async def take(self) -> IncomingMessage:
+        """The next message, like ``async for``, except that the observer is
+        not told when its handling starts and ends: the caller reports it
+        with :meth:`processing` (for concurrent handlers)."""
+        return await self._next(tracked=False)
+
+    def processing(self, message: IncomingMessage) -> AbstractContextManager[None]:
+        """``with consumer.processing(msg):`` around the handling of a message
+        from :meth:`take` (see :meth:`aiorabbit.Consumer.processing`)."""
+        return processing(self.channel.connection.observer, self, message)
+
+    async def _next(self, *, tracked: bool) -> IncomingMessage:
         while True:
             if self._cancelled or getattr(self._exc, "by_client", False):
                 raise StopAsyncIteration  # the program ended it
@@ -166,7 +190,7 @@ class RobustConsumer:
                     raise
                 continue
             try:
-                msg = await inner.__anext__()
+                msg = await (inner.__anext__() if tracked else inner.take())
             except StopAsyncIteration:
                 if self._cancelled:
                     raise
@@ -261,9 +285,14 @@ class RobustConsumer:
         if self._cancelled:
             await consumer.cancel()  # cancelled by the user while it started
             return
+        first = not self._consumed
+        self._consumed = True
         self._inner = consumer
         self._parked = False
         self._ready.set()
+        observer = self.channel.connection.observer
+        if observer is not None and not first:
+            observer.consumer_recovered(self)
 
     def _inner_ended(self, inner: Consumer, exc: BaseException) -> None:
         """The plain consumer under us ended: the broker stopped delivering
@@ -311,7 +340,8 @@ class RobustConsumer:
                     inner = await self._access.live()
                     self._parked = False
                     await self._resume(inner)
-                    log.info("consumer %r consumes again", self.consumer_tag)
+                    log.info("consumer %r consumes again", self.consumer_tag, extra=fields(
+                        self.channel.connection.params, queue=self._queue, consumer_tag=self.consumer_tag))
             except (ConnectionClosed, ChannelClosed):
                 self._parked = True  # not there yet (or the connection dropped): try again
 

@@ -20,7 +20,7 @@ from .common import ChannelRecovery, Hub
 
 __all__ = ["replay"]
 
-log = logging.getLogger("aiorabbit")
+log = logging.getLogger("aiorabbit.recovery")
 
 T = TypeVar("T")
 
