@@ -216,7 +216,7 @@ class Consumer:
         assert obs is not None
         self._end_in_hand(None)  # asking for the next one ends the last one
         msg = await self.take()
-        self._in_hand = (msg, obs.delivery_started(self, msg))
+        self._in_hand = (msg, obs.delivery_started(self, msg, False))
         return msg
 
     def _end_in_hand(self, error: BaseException | None) -> None:

@@ -13,6 +13,7 @@ requeued; a message the handler settled itself is left alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -87,13 +88,15 @@ class Dispatcher:
             self._on_end(error)
 
     async def _run(self, msg: IncomingMessage) -> None:
-        try:
-            with self._consumer.processing(msg):
+        # Settled inside the processing scope: the observer sees the settle
+        # as part of the handling, and the handler's error on it.
+        with contextlib.suppress(Exception), self._consumer.processing(msg):
+            try:
                 await self._handler(msg)
-        except Exception as exc:
-            settle_quietly(msg, requeue=self._requeue_on_error(exc), ack=False)
-            return
-        settle_quietly(msg, ack=True)
+            except Exception as exc:
+                settle_quietly(msg, requeue=self._requeue_on_error(exc), ack=False)
+                raise
+            settle_quietly(msg, ack=True)
 
     def _handled(self, msg: IncomingMessage, task: asyncio.Task[None]) -> None:
         self.handlers.discard(task)

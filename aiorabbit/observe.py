@@ -186,9 +186,11 @@ class Observer:
     def delivery_received(self, consumer: Consumer, message: IncomingMessage) -> None:
         """A delivery arrived for ``consumer`` (not yet handed out)."""
 
-    def delivery_started(self, consumer: Consumer, message: IncomingMessage) -> Any:
-        """The message is handed to the application (iterator, callback or
-        handler); the token returned goes to ``delivery_ended``."""
+    def delivery_started(self, consumer: Consumer, message: IncomingMessage, scoped: bool) -> Any:
+        """The message is handed to the application; the token returned goes
+        to ``delivery_ended``.  ``scoped``: its handling is a callback or a
+        ``processing()`` block, which ends it; else the iterator handed it
+        out, and settling it (or asking for the next one) ends it."""
 
     def delivery_ended(
         self, consumer: Consumer, message: IncomingMessage, token: Any, error: BaseException | None
@@ -316,7 +318,7 @@ def processing(observer: Observer | None, consumer: Any, message: IncomingMessag
     if observer is None:
         yield
         return
-    token = observer.delivery_started(consumer, message)
+    token = observer.delivery_started(consumer, message, True)
     try:
         yield
     except BaseException as exc:

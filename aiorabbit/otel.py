@@ -68,8 +68,22 @@ def conventions(value: str | None = None) -> tuple[bool, bool]:
     return True, False
 
 
+_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def _low_cardinality(name: str) -> str:
+    """Names made per connection or per queue declare stand for their kind:
+    destinations go into span names and metric attributes."""
+    if name.startswith(_REPLY_TO):
+        return _REPLY_TO
+    if name.startswith("amq.gen-"):
+        return "(server-named)"
+    return name
+
+
 def _producer_destination(exchange: str, routing_key: str) -> str:
     """The current conventions' destination of a publish."""
+    routing_key = _low_cardinality(routing_key)
     if exchange and routing_key:
         return f"{exchange}:{routing_key}"
     return exchange or routing_key or "amq.default"
@@ -77,6 +91,7 @@ def _producer_destination(exchange: str, routing_key: str) -> str:
 
 def _consumer_destination(exchange: str, routing_key: str, queue: str) -> str:
     """The current conventions' destination of a delivery."""
+    routing_key, queue = _low_cardinality(routing_key), _low_cardinality(queue)
     parts = [exchange, routing_key] if routing_key != queue else [exchange]
     return ":".join(part for part in (*parts, queue) if part) or "amq.default"
 
@@ -84,9 +99,10 @@ def _consumer_destination(exchange: str, routing_key: str, queue: str) -> str:
 class _Delivery:
     """A delivery being handled: its span and the context set for it."""
 
-    __slots__ = ("ended", "span", "started", "task", "token")
+    __slots__ = ("ended", "scoped", "span", "started", "task", "token")
 
-    def __init__(self, span: Span, token: object, started: float) -> None:
+    def __init__(self, span: Span, token: object, started: float, scoped: bool) -> None:
+        self.scoped = scoped
         self.span = span
         self.token = token
         self.started = started
@@ -203,6 +219,10 @@ class OpenTelemetryObserver(Observer):
     def _destination(self, attrs: dict[str, Any], exchange: str, current: str) -> None:
         # Single-valued: under messaging/dup the current conventions' value.
         attrs["messaging.destination.name"] = current if self.new else exchange
+        if _REPLY_TO in current:
+            attrs["messaging.destination.temporary"] = True
+        elif "(server-named)" in current:
+            attrs["messaging.destination.anonymous"] = True
 
     @staticmethod
     def _peer(attrs: dict[str, Any], connection: Connection) -> None:
@@ -287,14 +307,14 @@ class OpenTelemetryObserver(Observer):
     def consumer_started(self, consumer: Consumer) -> None:
         self._consumers.add(consumer)
 
-    def delivery_started(self, consumer: Consumer, message: IncomingMessage) -> Any:
+    def delivery_started(self, consumer: Consumer, message: IncomingMessage, scoped: bool) -> Any:
         attrs, destination = self._delivery_attrs(consumer.channel.connection, message, consumer.queue,
                                                   "process", "process")
         parent, links = _parent_and_links(message.headers)
         span = self._tracer.start_span(self._name("process", "deliver", destination, message.exchange),
                                        context=parent, kind=SpanKind.CONSUMER, attributes=attrs, links=links)
         token = otel_context.attach(trace.set_span_in_context(span))
-        delivery = _Delivery(span, token, time.perf_counter())
+        delivery = _Delivery(span, token, time.perf_counter(), scoped)
         self._handling[id(message)] = delivery
         if self.new:
             self._consumed.add(1, self._metric_attrs(attrs))
@@ -346,9 +366,9 @@ class OpenTelemetryObserver(Observer):
         self._settled.add(1, metric)
         if self.new:
             self._operation_duration.record(time.perf_counter() - started, metric)
-        if delivery is not None:
-            # Settling ends the handling (for ``async for``: the message is
-            # done with even before the next one is asked for).
+        if delivery is not None and not delivery.scoped:
+            # Settling ends the handling of a message ``async for`` handed
+            # out, even before the next one is asked for.
             self._end_handling(message, delivery, attrs)
 
     def message_got(self, channel: Channel, queue: str, message: IncomingMessage | None,

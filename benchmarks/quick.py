@@ -1,12 +1,17 @@
 """A quick single-client benchmark of aiorabbit's hot paths.
 
-    python benchmarks/quick.py [--count N] [--size BYTES] [--uvloop]
+    python benchmarks/quick.py [--count N] [--size BYTES] [--uvloop] [--observe {hooks,otel}]
 
 Publishes N messages without confirms, consumes and acks them through
 ``async for`` (prefetch 1,000), then publishes N/2 with publisher confirms
 and 1,000 outstanding.  Prints messages/s and the client's CPU microseconds
 per message for each, and fails if a message is missing.  The comparison
 against other clients and the bare-socket ceiling is a separate harness.
+
+``--observe hooks`` installs an observer whose hooks do nothing (the cost
+of calling them); ``--observe otel`` turns on aiorabbit.otel with the
+OpenTelemetry SDK (every span through a batch processor into an exporter
+that drops it, metrics into an in-memory reader): what tracing costs.
 """
 
 from __future__ import annotations
@@ -65,6 +70,23 @@ async def run(count: int, size: int) -> None:
             raise SystemExit(f"expected {half} confirmed messages in the queue, found {left}")
 
 
+def _install_otel() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import aiorabbit.otel
+
+    class Drop(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    aiorabbit.otel.instrument(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,7 +94,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--observe", choices=("hooks", "otel"))
     args = parser.parse_args()
+    if args.observe == "hooks":
+        from aiorabbit import observe
+
+        observe.install(observe.Observer())
+    elif args.observe == "otel":
+        _install_otel()
     if args.uvloop:
         import uvloop
 

@@ -231,6 +231,8 @@ async def test_async_for_hands_out_settles_and_ends_each_delivery_in_the_iterati
     settles = [(args[1].body, args[2], args[4]) for args in recorder.args("delivery_settled")]
     assert settles == [(b"a", Settle.ACK, False), (b"b", Settle.NACK, False)]
     # Each end carries the token its start returned.
+    # Handed out by the iterator: not scoped.
+    assert [args[2] for args in recorder.args("delivery_started")] == [False] * 3
     starts = _indexes(recorder, "delivery_started")
     assert [args[2][0] for args in recorder.args("delivery_ended")] == [f"token{i}" for i in starts]
 
@@ -263,6 +265,7 @@ async def test_callbacks_are_wrapped_with_their_errors(recorder: Recorder, names
             await asyncio.wait_for(done.wait(), 10)
             await recorder.wait("delivery_ended", 3)
     assert sorted(inside, key=str) == ["msg bad", "msg good", "msg sync"]
+    assert [args[2] for args in recorder.args("delivery_started")] == [True] * 3  # callbacks: scoped
     ended = {args[1].body: args[3] for args in recorder.args("delivery_ended")}
     assert isinstance(ended[b"bad"], ValueError) and ended[b"good"] is None and ended[b"sync"] is None
 

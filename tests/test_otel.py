@@ -246,6 +246,10 @@ async def test_rpc_call_and_reply_share_the_trace(telemetry: Telemetry, names: N
     (reply,) = replies
     assert reply.context.trace_id == trace_id
     assert reply.parent.span_id == server_process.context.span_id  # type: ignore[union-attr]
+    # The server acks the request after its handler returned, within its handling.
+    (server_ack,) = telemetry.spans(f"ack {queue}")
+    assert server_ack.parent.span_id == server_process.context.span_id  # type: ignore[union-attr]
+    assert server_process.end_time >= server_ack.end_time  # type: ignore[operator]
 
 
 CONSUMER_PROCESS = r"""
