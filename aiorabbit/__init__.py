@@ -17,6 +17,8 @@ Quick start::
 
 from __future__ import annotations
 
+from . import blocking as blocking  # aiorabbit.blocking.connect()
+from . import observe as observe  # aiorabbit.observe.install()
 from ._version import __version__
 from .backoff import Backoff
 from .channel import Channel, DeclareOk

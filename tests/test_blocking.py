@@ -1,0 +1,238 @@
+"""aiorabbit.blocking against the real broker: plain functions, no event
+loop in the test's thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import aiorabbit
+from aiorabbit import blocking
+
+from .proxy import Proxy
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    name = f"aiorabbit.test.blocking.{uuid.uuid4().hex[:10]}"
+    yield name
+    with blocking.connect() as conn:
+        conn.channel().queue_delete(name)
+
+
+def _io_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "aiorabbit-io"]
+
+
+def test_publish_get_consume_and_close_joins_the_thread(queue_name: str) -> None:
+    before = len(_io_threads())
+    with blocking.connect(name="blocking-test") as conn:
+        assert conn.is_open and len(_io_threads()) == before + 1
+        ch = conn.channel(publisher_confirms=True)
+        ok = ch.queue_declare(queue_name)
+        assert ok.queue == queue_name and ok.message_count == 0
+        for i in range(5):
+            ch.basic_publish(b"%d" % i, routing_key=queue_name)  # returns once confirmed
+        got = ch.basic_get(queue_name)
+        assert got is not None and got.body == b"0" and got.delivery_tag == 1
+        got.ack()
+        seen = []
+        for msg in ch.consume(queue_name, inactivity_timeout=0.5):
+            if msg is None:
+                break
+            seen.append(msg.body)
+            msg.ack()
+        assert seen == [b"1", b"2", b"3", b"4"]
+        assert ch.queue_declare(queue_name, passive=True).message_count == 0
+    assert conn.is_closed
+    assert len(_io_threads()) == before  # joined
+
+
+def test_leaving_consume_requeues_what_was_not_handed_out(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel(publisher_confirms=True)
+        ch.queue_declare(queue_name)
+        for i in range(10):
+            ch.basic_publish(b"%d" % i, routing_key=queue_name)
+        ch.basic_qos(prefetch_count=10)
+        for msg in ch.consume(queue_name):
+            assert msg is not None
+            msg.ack()
+            break
+        time.sleep(0.1)
+        assert ch.queue_declare(queue_name, passive=True).message_count == 9
+
+
+def test_errors_are_the_async_classes(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel(publisher_confirms=True)
+        with pytest.raises(aiorabbit.NotFound):
+            ch.queue_declare(queue_name, passive=True)
+        ch = conn.channel(publisher_confirms=True)
+        with pytest.raises(aiorabbit.MessageReturned):
+            ch.basic_publish(b"x", routing_key=queue_name, mandatory=True)
+        msg_ch = conn.channel()
+        msg_ch.queue_declare(queue_name)
+        msg_ch.basic_publish(b"x", routing_key=queue_name)
+        time.sleep(0.1)
+        msg = msg_ch.basic_get(queue_name)
+        assert msg is not None
+        msg.ack()
+        with pytest.raises(aiorabbit.MessageAlreadySettled):
+            msg.ack()
+    with pytest.raises(aiorabbit.ConnectionFailed):
+        blocking.connect("amqp://guest:guest@127.0.0.1:1/%2F")
+
+
+def test_callbacks_run_on_the_consuming_thread_and_stop_consuming(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        for i in range(3):
+            ch.basic_publish(b"%d" % i, routing_key=queue_name)
+        threads: set[str] = set()
+        bodies: list[bytes] = []
+
+        def on_message(msg: blocking.BlockingMessage) -> None:
+            threads.add(threading.current_thread().name)
+            bodies.append(msg.body)
+            msg.ack()
+            if len(bodies) == 3:
+                ch.stop_consuming()
+
+        tag = ch.basic_consume(queue_name, on_message)
+        ch.start_consuming(timeout=10)
+        assert bodies == [b"0", b"1", b"2"]
+        assert threads == {threading.current_thread().name}  # never the I/O thread
+        ch.basic_cancel(tag)
+        with pytest.raises(aiorabbit.InvalidArgument):
+            ch.basic_cancel(tag)
+
+
+def test_many_threads_publish_on_one_connection(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel(publisher_confirms=True)
+        ch.queue_declare(queue_name)
+
+        def publish(k: int) -> None:
+            for i in range(50):
+                ch.basic_publish(b"%d-%d" % (k, i), routing_key=queue_name)
+
+        workers = [threading.Thread(target=publish, args=(k,)) for k in range(8)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert ch.queue_declare(queue_name, passive=True).message_count == 400
+
+
+@pytest.mark.slow
+def test_a_callback_blocking_for_10_s_keeps_the_connection_with_heartbeat_1(queue_name: str) -> None:
+    # pika's BlockingConnection misses heartbeats here and the broker drops it.
+    with blocking.connect(heartbeat=1) as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        ch.basic_publish(b"slow", routing_key=queue_name)
+
+        def slow(msg: blocking.BlockingMessage) -> None:
+            time.sleep(10)  # blocks this thread only
+            msg.ack()
+            ch.stop_consuming()
+
+        tag = ch.basic_consume(queue_name, slow)
+        started = time.monotonic()
+        ch.start_consuming(timeout=20)
+        assert time.monotonic() - started >= 10
+        assert conn.is_open  # ten missed heartbeat intervals later
+        ch.basic_cancel(tag)  # the ack and the cancel reached the broker: the link is alive
+        ch.basic_publish(b"after", routing_key=queue_name)
+        time.sleep(0.1)
+        assert ch.queue_declare(queue_name, passive=True).message_count == 1
+
+
+def test_a_robust_blocking_connection_rides_out_a_cut(queue_name: str) -> None:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    proxy = Proxy("127.0.0.1", 5672)
+    loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    loop_thread.start()
+    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(5)
+    try:
+        with blocking.connect_robust(proxy.url, backoff=aiorabbit.Backoff(initial=0.05, maximum=0.2)) as conn:
+            ch = conn.channel(publisher_confirms=True)
+            ch.queue_declare(queue_name)
+            ch.basic_publish(b"before", routing_key=queue_name)
+            loop.call_soon_threadsafe(proxy.cut)
+            time.sleep(0.1)
+            ch.basic_publish(b"after", routing_key=queue_name)  # waits for the recovery
+            assert ch.queue_declare(queue_name, passive=True).message_count == 2
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        loop_thread.join()
+        loop.close()
+
+
+INTERRUPTED = r"""
+import sys, threading
+from aiorabbit import blocking
+try:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(sys.argv[1], auto_delete=True)
+        ch.basic_consume(sys.argv[1], lambda msg: None)
+        print("ready", flush=True)
+        ch.start_consuming()
+except KeyboardInterrupt:
+    print("interrupted", conn.is_closed, [t.name for t in threading.enumerate() if t.name == "aiorabbit-io"])
+"""
+
+
+def test_ctrl_c_closes_cleanly_and_joins_the_io_thread(queue_name: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, queue_name], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert child.stdout is not None
+    assert child.stdout.readline() == "ready\n"
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=20)
+    assert out == "interrupted True []\n"
+    assert child.returncode == 0
+
+
+def test_a_broker_cancel_ends_start_consuming_with_its_error(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        ch.basic_consume(queue_name, lambda msg: None)
+        conn.channel().queue_delete(queue_name)
+        with pytest.raises(aiorabbit.ConsumerCancelled):
+            ch.start_consuming(timeout=10)
+
+
+def test_a_blocking_call_from_the_io_thread_is_refused(queue_name: str) -> None:
+    import concurrent.futures
+
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        done: concurrent.futures.Future[BaseException] = concurrent.futures.Future()
+
+        def on_io_thread() -> None:
+            try:
+                ch.basic_qos(prefetch_count=1)
+            except BaseException as exc:
+                done.set_result(exc)
+
+        conn.connection._loop.call_soon_threadsafe(on_io_thread)  # type: ignore[union-attr]
+        error = done.result(5)
+        assert isinstance(error, RuntimeError) and "would wait for ever" in str(error)
+        ch.basic_qos(prefetch_count=1)  # from here it works
