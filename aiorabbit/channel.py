@@ -689,7 +689,9 @@ class Channel(Declarations):
     def _on_close(self, method: m.ChannelClose) -> None:
         self._out.send_method(self.number, m.ChannelCloseOk())
         exc = channel_error(method.reply_code, method.reply_text)
-        log.warning("broker closed channel %d: %s", self.number, exc, extra=fields(
+        # INFO: the error reaches the caller as an exception; a script that
+        # lets it end the program prints it once, not twice.
+        log.info("broker closed channel %d: %s", self.number, exc, extra=fields(
             self._conn.params, channel=self.number, reply_code=method.reply_code))
         self._set_closed(exc)
         self._link.release(self.number)

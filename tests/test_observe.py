@@ -455,7 +455,7 @@ async def test_log_records_carry_stable_fields_and_no_secret(
     assert (cancelled.aiorabbit_queue, cancelled.aiorabbit_consumer_tag, cancelled.aiorabbit_channel) == (  # type: ignore[attr-defined]
         queue, consumer.consumer_tag, ch.number)
     closed_channel = next(r for m, r in by_message.items() if m.startswith("broker closed channel"))
-    assert closed_channel.levelno == logging.WARNING
+    assert closed_channel.levelno == logging.INFO  # the caller gets the error itself
     assert (closed_channel.aiorabbit_reply_code, closed_channel.aiorabbit_channel) == (404, other.number)  # type: ignore[attr-defined]
     closed = by_message["connection closed"]
     assert closed.aiorabbit_reply_code == 200  # type: ignore[attr-defined]
