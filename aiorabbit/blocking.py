@@ -29,7 +29,7 @@ import asyncio
 import functools
 import queue as queue_module
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .channel import Channel
@@ -56,11 +56,13 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="aiorabbit-io", daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for its result in this thread.
+    def run(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
+        """Await ``awaitable`` on the loop and wait for its result in this
+        thread.
 
-        Interrupted (Ctrl-C) or timed out here, the coroutine is cancelled
-        there, so nothing it started goes on behind the caller's back."""
+        Interrupted (Ctrl-C) or timed out here, it is cancelled there, so
+        nothing it started goes on behind the caller's back."""
+        coro = awaitable if asyncio.iscoroutine(awaitable) else _awaited(awaitable)
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a blocking aiorabbit call from the I/O thread would wait for ever")
@@ -89,13 +91,13 @@ class _LoopThread:
 
 def connect(url: str | None = None, **options: Any) -> BlockingConnection:
     """Open a connection (the arguments of :func:`aiorabbit.connect`)."""
-    return BlockingConnection._open(lambda: connect_async(url, **options))
+    return BlockingConnection._open(connect_async(url, **options))
 
 
 def connect_robust(url: str | list[str] | None = None, **options: Any) -> BlockingConnection:
     """Open a recovering connection (the arguments of
     :func:`aiorabbit.connect_robust`)."""
-    return BlockingConnection._open(lambda: connect_robust_async(url, **options))
+    return BlockingConnection._open(connect_robust_async(url, **options))
 
 
 class BlockingConnection:
@@ -106,14 +108,10 @@ class BlockingConnection:
         self._conn = conn
 
     @classmethod
-    def _open(cls, opening: Callable[[], Awaitable[Connection | RobustConnection]]) -> BlockingConnection:
+    def _open(cls, opening: Awaitable[Connection | RobustConnection]) -> BlockingConnection:
         io = _LoopThread()
-
-        async def open_() -> Connection | RobustConnection:
-            return await opening()
-
         try:
-            conn = io.run(open_())
+            conn = io.run(opening)
         except BaseException:
             io.stop()
             raise
@@ -137,10 +135,9 @@ class BlockingConnection:
     def channel(self, *, publisher_confirms: bool = False) -> BlockingChannel:
         """Open a channel; with ``publisher_confirms`` each publish returns
         once the broker confirmed it."""
-        async def open_() -> Channel | RobustChannel:
-            return await self._conn.channel(publisher_confirms=publisher_confirms)
-
-        return BlockingChannel(self, self._io.run(open_()))
+        opening: Awaitable[Channel | RobustChannel] = self._conn.channel(
+            publisher_confirms=publisher_confirms)
+        return BlockingChannel(self, self._io.run(opening))
 
     def close(self) -> None:
         """Close the connection and join its I/O thread (idempotent)."""
@@ -169,11 +166,8 @@ def _blocking(
     name = method.__name__
 
     def call(self: BlockingChannel, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        async def run() -> R:
-            result: R = await getattr(self._channel, name)(*args, **kwargs)
-            return result
-
-        return self._io.run(run())
+        result: R = self._io.run(getattr(self._channel, name)(*args, **kwargs))
+        return result
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = method.__doc__
@@ -254,10 +248,7 @@ class BlockingChannel:
         self, queue: str, *, no_ack: bool = False, timeout: float | None = None
     ) -> BlockingMessage | None:
         """Fetch one message from ``queue``, or ``None`` if it is empty."""
-        async def get() -> IncomingMessage | None:
-            return await self._channel.basic_get(queue, no_ack=no_ack, timeout=timeout)
-
-        msg = self._io.run(get())
+        msg = self._io.run(self._channel.basic_get(queue, no_ack=no_ack, timeout=timeout))
         return BlockingMessage(self._io, msg) if msg is not None else None
 
     def close(self) -> None:
@@ -376,6 +367,12 @@ class BlockingChannel:
 
     def __repr__(self) -> str:
         return f"<aiorabbit.blocking.BlockingChannel {self._channel!r}>"
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    """A coroutine of any awaitable (``run_coroutine_threadsafe`` takes
+    coroutines only)."""
+    return await awaitable
 
 
 async def _next(consumer: Consumer | RobustConsumer, timeout: float | None) -> IncomingMessage | None:

@@ -454,10 +454,12 @@ class Channel(Declarations):
     def _write_publish(
         self, body: Buffer, exchange: str, routing_key: str, properties: Properties | None, mandatory: bool
     ) -> asyncio.Future[None] | None:
-        """Queue one publish's frames; its confirm's future in confirm mode.
+        """Queue one publish's frames (``body`` already owned: see
+        ``owned_body``); its confirm's future in confirm mode.
 
         ``basic_publish`` inlines these same steps on its unobserved path:
-        one more call per publish costs several per cent of its CPU."""
+        calling this instead costs 4.6% more instructions per 64 B publish
+        (callgrind, 12,699 against 12,143)."""
         key = (exchange, routing_key, mandatory)
         method = self._method_cache.get(key)
         if method is None:
@@ -468,8 +470,6 @@ class Channel(Declarations):
             props = properties.encode()
         else:
             raise InvalidArgument("properties must be an aiorabbit.Properties")
-        if type(body) is not bytes:
-            body = owned_body(body)
         parts: list[Buffer] = [method]
         encode_content_frames(self.number, _BASIC, body, props, self._conn.frame_max, parts)
         if not self._confirm_mode:

@@ -221,8 +221,9 @@ class Consumer:
 
     def _end_in_hand(self, error: BaseException | None) -> None:
         in_hand = self._in_hand
-        if in_hand is not None and self._obs is not None:
+        if in_hand is not None:  # only ever set with an observer
             self._in_hand = None
+            assert self._obs is not None
             self._obs.delivery_ended(self, in_hand[0], in_hand[1], error)
 
     async def get(self, timeout: float | None = None) -> IncomingMessage:

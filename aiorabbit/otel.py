@@ -267,10 +267,7 @@ class OpenTelemetryObserver(Observer):
         span, attrs = token
         duration = time.perf_counter() - event.started
         if error is not None:
-            attrs["error.type"] = _error_type(error)
-            span.set_attribute("error.type", attrs["error.type"])
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
+            _record_error(span, attrs, error)
         span.set_attribute("aiorabbit.publish.outcome", outcome.value)
         span.end()
         metric = self._metric_attrs(attrs)
@@ -327,10 +324,7 @@ class OpenTelemetryObserver(Observer):
         if _current_task() is delivery.task:
             otel_context.detach(delivery.token)
         if error is not None and not delivery.ended:
-            attrs["error.type"] = _error_type(error)
-            delivery.span.set_attribute("error.type", attrs["error.type"])
-            delivery.span.record_exception(error)
-            delivery.span.set_status(Status(StatusCode.ERROR, str(error)))
+            _record_error(delivery.span, attrs, error)
         self._end_handling(message, delivery, attrs)
 
     def _end_handling(self, message: IncomingMessage, delivery: _Delivery, attrs: dict[str, Any]) -> None:
@@ -351,8 +345,7 @@ class OpenTelemetryObserver(Observer):
     ) -> None:
         operation = _SETTLE_NAMES[kind]
         delivery = self._handling.get(id(message))
-        queue = ""
-        attrs, destination = self._delivery_attrs(channel.connection, message, queue, operation, "settle")
+        attrs, destination = self._delivery_attrs(channel.connection, message, "", operation, "settle")
         attrs.pop("messaging.rabbitmq.destination.routing_key", None)  # not a settle attribute
         parent = trace.set_span_in_context(delivery.span) if delivery is not None else None
         started = time.perf_counter()
@@ -455,6 +448,15 @@ def _current_task() -> asyncio.Task[Any] | None:
         return asyncio.current_task()
     except RuntimeError:  # no running loop
         return None
+
+
+def _record_error(span: Span, attrs: dict[str, Any], error: BaseException) -> None:
+    """Mark a failed operation's span (and the metric attributes taken from
+    ``attrs``) with its error."""
+    attrs["error.type"] = _error_type(error)
+    span.set_attribute("error.type", attrs["error.type"])
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, str(error)))
 
 
 def _error_type(error: BaseException) -> str:
