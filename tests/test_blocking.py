@@ -97,7 +97,7 @@ def test_callbacks_run_on_the_consuming_thread_and_stop_consuming(queue_name: st
         threads: set[str] = set()
         bodies: list[bytes] = []
 
-        def on_message(msg: blocking.BlockingMessage) -> None:
+        def on_message(msg: aiorabbit.IncomingMessage) -> None:
             threads.add(threading.current_thread().name)
             bodies.append(msg.body)
             msg.ack()
@@ -138,7 +138,7 @@ def test_a_callback_blocking_for_10_s_keeps_the_connection_with_heartbeat_1(queu
         ch.queue_declare(queue_name)
         ch.basic_publish(b"slow", routing_key=queue_name)
 
-        def slow(msg: blocking.BlockingMessage) -> None:
+        def slow(msg: aiorabbit.IncomingMessage) -> None:
             time.sleep(10)  # blocks this thread only
             msg.ack()
             ch.stop_consuming()
