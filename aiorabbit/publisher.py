@@ -4,8 +4,9 @@ Every message gets a ``message_id`` (unless the caller set one: 32 hex
 digits, a random prefix per publisher and a counter), is published on a
 channel in confirm mode, and :meth:`Publisher.publish` returns only once
 the broker has confirmed it.  If the connection is lost before the confirm
-arrives, the message is published again after recovery (on a :func:`~aiorabbit.connect_robust` connection); it may then arrive
-twice, with the same ``message_id``, which is what consumers use to drop
+arrives, the message is published again after recovery (on a
+:func:`~aiorabbit.connect_robust` connection); it may then arrive twice,
+with the same ``message_id``, which is what consumers use to drop
 duplicates.  A nack is retried ``nack_retries`` times, then raised.
 """
 
