@@ -23,13 +23,14 @@ pytest_plugins = ["pytester"]
 # An inner test module: declares a queue and an exchange under amqp_names,
 # round-trips a message on amqp_channel and records the names it used.
 USES_FIXTURES = """
-import json, pathlib
+import asyncio, json, pathlib
 import pytest
 import aiorabbit
 
 @pytest.mark.asyncio
 async def test_round_trip(amqp_url, amqp_connection, amqp_channel, amqp_names):
     assert amqp_url.startswith("amqp")
+    assert amqp_connection._loop is asyncio.get_running_loop()  # the test's own loop
     assert amqp_channel.connection is amqp_connection
     queue, exchange = amqp_names.queue("jobs"), amqp_names.exchange()
     await amqp_channel.exchange_declare(exchange, "fanout")
@@ -48,6 +49,21 @@ async def test_names_are_unique(amqp_names):
     assert amqp_names.queue() != amqp_names.queue()
     assert amqp_names.exchange("a").split(".")[-2] == "a"
 """
+
+
+# The same module written for anyio's plugin, the way FastAPI's documentation
+# writes async tests.
+ANYIO_STYLE = (
+    USES_FIXTURES.replace("@pytest.mark.asyncio", "@pytest.mark.anyio")
+    + """
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+"""
+)
+# Inner runs with pytest-asyncio turn its warnings (an unset loop scope, an
+# unmarked async fixture in strict mode) into errors.
+STRICT_WARNINGS = ("-o", "asyncio_default_fixture_loop_scope=function", "-W", "error")
 
 
 async def _assert_deleted(channel: aiorabbit.Channel, pytester: pytest.Pytester) -> None:
@@ -274,3 +290,88 @@ def test_broker_discovery_does_not_import_pytest() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("amqp://")
+
+
+async def test_anyio_plugin_alone(pytester: pytest.Pytester, channel: aiorabbit.Channel) -> None:
+    # As where pytest-asyncio is not installed: not loaded, and not importable.
+    pytester.makeconftest('import sys\nsys.modules["pytest_asyncio"] = None\n')
+    pytester.makepyfile(
+        ANYIO_STYLE
+        + """
+def test_pytest_asyncio_is_not_importable():
+    with pytest.raises(ImportError):
+        import pytest_asyncio
+"""
+    )
+    result = pytester.runpytest_subprocess("--aiorabbit", "-p", "no:asyncio", "-W", "error")
+    result.assert_outcomes(passed=3)
+    await _assert_deleted(channel, pytester)
+
+
+@pytest.mark.parametrize("first", ["asyncio", "anyio"])
+async def test_anyio_tests_next_to_pytest_asyncio(
+    pytester: pytest.Pytester, channel: aiorabbit.Channel, first: str
+) -> None:
+    # Both plugins, pytest-asyncio in its default strict mode.  "-p <first>"
+    # loads that plugin before the other, whose fixture-setup wrapper then
+    # wraps the first one's: both orders, as the installed plugins' order varies.
+    pytester.makepyfile(ANYIO_STYLE)
+    result = pytester.runpytest_subprocess("--aiorabbit", "-p", first, *STRICT_WARNINGS)
+    result.assert_outcomes(passed=2)
+    await _assert_deleted(channel, pytester)
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+async def test_pytest_asyncio_modes(pytester: pytest.Pytester, channel: aiorabbit.Channel, mode: str) -> None:
+    pytester.makepyfile(USES_FIXTURES)
+    result = pytester.runpytest_subprocess("--aiorabbit", "-o", f"asyncio_mode={mode}", *STRICT_WARNINGS)
+    result.assert_outcomes(passed=2)
+    await _assert_deleted(channel, pytester)
+
+
+@pytest.mark.parametrize("first", ["asyncio", "anyio"])
+async def test_anyio_marked_tests_under_pytest_asyncio_auto_mode(
+    pytester: pytest.Pytester, channel: aiorabbit.Channel, first: str
+) -> None:
+    # Auto mode makes pytest-asyncio run the @pytest.mark.anyio tests too, on
+    # its loop.  When pytest-asyncio's wrapper is the outer one it runs their
+    # async fixtures there as well; when anyio's is, anyio's plugin would run
+    # them on its own loop, and the fixtures refuse, saying why.
+    pytester.makepyfile(ANYIO_STYLE)
+    args = ("--aiorabbit", "-p", first, "-o", "asyncio_mode=auto", *STRICT_WARNINGS)
+    result = pytester.runpytest_subprocess(*args)
+    if first == "anyio":
+        result.assert_outcomes(passed=2)
+        await _assert_deleted(channel, pytester)
+    else:
+        result.assert_outcomes(errors=2)
+        result.stdout.fnmatch_lines(
+            ["*run by pytest-asyncio*also asks for anyio_backend*another event loop*"]
+        )
+
+
+async def test_anyio_backend_other_than_asyncio_is_refused(pytester: pytest.Pytester) -> None:
+    # The refusal comes before anyio's plugin needs trio: it shows whether trio
+    # is installed or not.
+    pytester.makepyfile(ANYIO_STYLE.replace('return "asyncio"', 'return "trio"'))
+    result = pytester.runpytest_subprocess("--aiorabbit", "-p", "no:asyncio")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*fixture 'amqp_*' needs anyio's asyncio backend*runs on 'trio'*"])
+
+
+async def test_without_an_async_plugin_the_fixtures_say_what_to_do(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_sync(amqp_channel):\n    pass\n")
+    result = pytester.runpytest_subprocess("--aiorabbit", "-p", "no:asyncio")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no plugin runs it*@pytest.mark.anyio*install pytest-asyncio*"])
+
+
+def test_fixtures_import_without_pytest_asyncio() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['pytest_asyncio'] = None  # as if not installed\n"
+        "import aiorabbit.testing as t\n"
+        "assert t.amqp_channel and t.amqp_connection and t.amqp_names\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
