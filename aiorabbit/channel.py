@@ -170,6 +170,10 @@ class Channel(Declarations):
         """Why the channel closed, once it has."""
         return self._closed_exc
 
+    def check_open(self) -> None:
+        """Raise what a call on this channel would raise, if it is closed."""
+        self._check_open()
+
     @property
     def publisher_confirms(self) -> bool:
         """True once ``confirm.select`` succeeded on this channel."""

@@ -146,6 +146,13 @@ class IncomingMessage(_Content):
         """The channel the message arrived on."""
         return self._channel
 
+    def swap_settler(self, settle: Settler) -> Settler:
+        """Make ``settle`` the function that acks, nacks and rejects this
+        message; return the one it replaces (``aiorabbit.blocking`` settles
+        from other threads this way)."""
+        previous, self._settle = self._settle, settle
+        return previous
+
     def ack(self, *, multiple: bool = False) -> _Done:
         """Acknowledge the message (``multiple``: and every earlier one).
 

@@ -93,6 +93,12 @@ class _Default(enum.Enum):
     TIMEOUT = "the client's timeout"
 
 
+#: :meth:`RpcClient.call`'s ``timeout`` default: the client's own timeout.
+CLIENT_TIMEOUT = _Default.TIMEOUT
+#: What :meth:`RpcClient.call`'s ``timeout`` takes.
+CallTimeout = Union[float, _Default, None]
+
+
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):  # not UTF-8, or a byte array
         return value.decode("utf-8", "replace")

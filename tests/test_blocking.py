@@ -12,6 +12,7 @@ import pytest
 
 import aiorabbit
 from aiorabbit import blocking
+from aiorabbit.rpc import RpcTimeout
 
 from .proxy import Proxy
 
@@ -22,6 +23,16 @@ def queue_name() -> Iterator[str]:
     yield name
     with blocking.connect() as conn:
         conn.channel().queue_delete(name)
+
+
+def _count_reaches(ch: blocking.BlockingChannel, queue: str, expected: int) -> bool:
+    """Whether the queue's count reaches ``expected`` within 5 s (the broker
+    counts a requeued message a moment after the reject)."""
+    for _ in range(100):
+        if ch.queue_declare(queue, passive=True).message_count == expected:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _io_threads() -> list[threading.Thread]:
@@ -181,6 +192,7 @@ def test_a_robust_blocking_connection_rides_out_a_cut(queue_name: str) -> None:
 INTERRUPTED = r"""
 import sys, threading
 from aiorabbit import blocking
+from aiorabbit.rpc import RpcTimeout
 try:
     with blocking.connect() as conn:
         ch = conn.channel()
@@ -236,3 +248,178 @@ def test_a_blocking_call_from_the_io_thread_is_refused(queue_name: str) -> None:
         error = done.result(5)
         assert isinstance(error, RuntimeError) and "would wait for ever" in str(error)
         ch.basic_qos(prefetch_count=1)  # from here it works
+
+
+def test_publishes_without_confirms_keep_their_order_with_later_calls(queue_name: str) -> None:
+    # Publishes return at once, queued for the I/O thread; a later call of
+    # the same thread (here tx_commit, then a passive declare) comes after them.
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        ch.tx_select()
+        body = bytearray(b"A" * 10)
+        for _ in range(3000):
+            ch.basic_publish(body, routing_key=queue_name)
+            body[:] = b"B" * 10  # copied at the call: what was sent is what was passed
+        ch.tx_commit()
+        assert ch.queue_declare(queue_name, passive=True).message_count == 3000
+        first = ch.basic_get(queue_name, no_ack=True)
+        second = ch.basic_get(queue_name, no_ack=True)
+        assert first is not None and first.body == b"A" * 10
+        assert second is not None and second.body == b"B" * 10
+
+
+def test_close_writes_what_was_queued(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        conn.channel().queue_declare(queue_name)
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        for i in range(20_000):  # beyond the queue's high-water mark: the caller waits, nothing is lost
+            ch.basic_publish(b"%d" % i, routing_key=queue_name)
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        assert _count_reaches(ch, queue_name, 20_000)
+
+
+def test_bad_publish_arguments_raise_at_the_call(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        with pytest.raises(aiorabbit.InvalidArgument):
+            ch.basic_publish(b"x", routing_key="k" * 256)
+        with pytest.raises(aiorabbit.InvalidArgument):
+            bad = aiorabbit.Properties(headers={"h": object()})
+            ch.basic_publish(b"x", routing_key=queue_name, properties=bad)
+        with pytest.raises(aiorabbit.InvalidArgument):
+            ch.basic_publish("text", routing_key=queue_name)  # type: ignore[arg-type]
+        ch.queue_declare(queue_name)  # the channel is still usable
+        ch.basic_publish(b"ok", routing_key=queue_name)
+        got = ch.basic_get(queue_name, no_ack=True)
+        assert got is not None and got.body == b"ok"
+
+
+def test_a_publish_on_a_channel_closed_meanwhile_is_reported_by_the_next_call(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.basic_publish(b"x", exchange="aiorabbit.test.no-such-exchange")  # the broker closes the channel
+        for _ in range(50):
+            if not ch.is_open:
+                break
+            time.sleep(0.05)
+        with pytest.raises(aiorabbit.ChannelClosed) as caught:
+            ch.basic_publish(b"y", routing_key=queue_name)
+        assert "no-such-exchange" in str(caught.value) or caught.value.reply_code == 404
+
+
+def test_messages_settle_from_any_thread_and_a_second_settle_raises(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        for i in range(4):
+            ch.basic_publish(b"%d" % i, routing_key=queue_name)
+        msgs = []
+        for msg in ch.consume(queue_name, inactivity_timeout=2):
+            assert msg is not None
+            msgs.append(msg)
+            if len(msgs) == 4:
+                break
+        workers = [threading.Thread(target=m.ack) for m in msgs[:2]]
+        workers += [threading.Thread(target=msgs[2].nack, kwargs={"requeue": False})]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        msgs[3].reject(requeue=True)
+        with pytest.raises(aiorabbit.MessageAlreadySettled):
+            msgs[0].ack()
+        assert _count_reaches(ch, queue_name, 1)  # the rejected one is back; the rest are gone
+        again = ch.basic_get(queue_name)
+        assert again is not None and again.body == b"3" and again.redelivered
+        again.ack()
+
+
+def test_process_data_events_and_add_callback_threadsafe(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        got: list[tuple[str, bytes]] = []
+        ch.basic_consume(queue_name, lambda msg: (got.append((threading.current_thread().name, msg.body)),
+                                                  msg.ack()))
+        conn.process_data_events(time_limit=0)  # nothing due: returns at once
+        assert got == []
+        ch.basic_publish(b"one", routing_key=queue_name)
+        conn.process_data_events(time_limit=None)  # until one ran
+        assert got == [(threading.current_thread().name, b"one")]
+        ran: list[str] = []
+        threading.Thread(target=conn.add_callback_threadsafe,
+                         args=(lambda: ran.append(threading.current_thread().name),)).start()
+        conn.sleep(0.3)
+        assert ran == [threading.current_thread().name]
+
+
+def test_publisher_confirms_each_way_and_copies_mutable_bodies(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        conn.channel().queue_declare(queue_name)
+        with blocking.Publisher(conn, window=50) as publisher:
+            first = publisher.publish(b"one", routing_key=queue_name)
+            body = bytearray(b"two")
+            future = publisher.submit(body, routing_key=queue_name)
+            body[:] = b"XXX"
+            second = future.result(10)
+            batch = publisher.publish_many([b"m%d" % i for i in range(500)] +
+                                           [blocking.OutgoingMessage(b"last", routing_key=queue_name)])
+            assert len(batch) == 501 and len(set(batch) | {first, second}) == 503
+            with pytest.raises(aiorabbit.MessageReturned):
+                publisher.publish(b"lost", routing_key=queue_name + ".nobody", mandatory=True)
+        ch = conn.channel()
+        assert ch.queue_declare(queue_name, passive=True).message_count == 3
+        bodies = [m.body for m in (ch.basic_get(queue_name, no_ack=True) for _ in range(3)) if m is not None]
+        assert bodies == [b"one", b"two", b"last"]
+
+
+def test_publisher_from_many_threads_keeps_the_window(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        conn.channel().queue_declare(queue_name)
+        with blocking.Publisher(conn, window=20) as publisher:
+            peak = 0
+
+            def publish(k: int) -> None:
+                nonlocal peak
+                for i in range(100):
+                    publisher.publish(b"%d-%d" % (k, i), routing_key=queue_name)
+                    peak = max(peak, publisher.in_flight)
+
+            workers = [threading.Thread(target=publish, args=(k,)) for k in range(6)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            futures = [publisher.submit(b"f", routing_key=queue_name) for _ in range(200)]
+            assert publisher.in_flight <= 20
+            assert all(len(f.result(10)) == 32 for f in futures)
+        assert conn.channel().queue_declare(queue_name, passive=True).message_count == 800
+
+
+def test_rpc_client_calls_a_blocking_server(queue_name: str) -> None:
+    with blocking.connect() as server_conn, blocking.connect() as conn:
+        sch = server_conn.channel()
+        sch.queue_declare(queue_name)
+
+        def on_request(msg: aiorabbit.IncomingMessage) -> None:
+            reply = aiorabbit.Properties(correlation_id=msg.properties.correlation_id)
+            sch.basic_publish(msg.body.upper(), routing_key=msg.properties.reply_to or "", properties=reply)
+            msg.ack()
+
+        sch.basic_consume(queue_name, on_request)
+        server = threading.Thread(target=sch.start_consuming, kwargs={"timeout": 10})
+        server.start()
+        try:
+            with blocking.RpcClient(conn, timeout=5) as rpc:
+                assert rpc.call(b"ping", routing_key=queue_name).body == b"PING"
+                futures = [rpc.submit(b"n%d" % i, routing_key=queue_name) for i in range(20)]
+                assert [f.result(10).body for f in futures] == [b"N%d" % i for i in range(20)]
+                with pytest.raises(RpcTimeout):
+                    rpc.call(b"x", routing_key=queue_name, timeout=0.001)
+        finally:
+            server_conn.add_callback_threadsafe(sch.stop_consuming)
+            server.join(10)
+        assert not server.is_alive()

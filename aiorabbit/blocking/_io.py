@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue as queue_module
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,9 @@ class IOThread:
         self._room.set()
         self._bytes_lock = threading.Lock()
         self._queued_bytes = 0
+        #: Consumers' deliveries and callbacks for the thread that processes
+        #: events (``start_consuming``, ``process_data_events``).
+        self.events: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         self._thread = threading.Thread(target=self.loop.run_forever, name="aiorabbit-io", daemon=True)
         self._thread.start()
         self._pump_task: asyncio.Task[None] | None = None
@@ -153,6 +157,25 @@ class IOThread:
             return False
         except BaseException:  # the pump ended: nothing is left to wait for
             return True
+        return True
+
+    def process_one(self, timeout: float | None, block: bool = True) -> bool:
+        """Run one event on this thread; False if none came within ``timeout``."""
+        try:
+            item = self.events.get(block, timeout)
+        except queue_module.Empty:
+            return False
+        if item is None:  # stop_consuming's wake-up
+            return True
+        if isinstance(item, BaseException):
+            if getattr(item, "by_client", False):
+                return True
+            raise item
+        if isinstance(item, tuple):
+            callback, msg = item
+            callback(msg)
+        else:
+            item()
         return True
 
     def stop(self, error: BaseException | None = None) -> None:

@@ -6,7 +6,7 @@ import functools
 import logging
 import queue as queue_module
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .._inputs import owned_body
 from ..channel import Channel
@@ -19,9 +19,6 @@ from ..exceptions import InvalidArgument, MessageAlreadySettled
 from ..message import IncomingMessage, Settle, Settler
 from ..robust import RobustChannel, RobustConsumer
 from ._io import IOThread
-
-if TYPE_CHECKING:
-    from .connection import BlockingConnection
 
 __all__ = ["BlockingChannel"]
 
@@ -51,9 +48,13 @@ class ThreadSettler:
     def __call__(self, msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
         if msg.settled:
             raise MessageAlreadySettled(f"delivery tag {msg.delivery_tag} was already settled")
-        msg.channel._check_open()
+        msg.channel.check_open()
         msg.settled = True
         self.io.post(_settle_on_loop, (self.real, msg, kind, multiple, requeue), _settle_failed)
+
+
+def _unset(msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
+    raise RuntimeError("a settle function is being swapped")  # never called: swapped straight back
 
 
 def _settle_on_loop(real: Settler, msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
@@ -92,9 +93,8 @@ class BlockingChannel:
     their ``channel`` is the async channel, to be used on the I/O loop only.
     """
 
-    def __init__(self, conn: BlockingConnection, channel: Channel | RobustChannel) -> None:
-        self._conn = conn
-        self._io = conn._io  # seam: the connection's loop thread, shared by its channels
+    def __init__(self, io: IOThread, channel: Channel | RobustChannel) -> None:
+        self._io = io  # the connection's loop thread, shared by its channels
         self._channel = channel
         self._consumers: dict[str, Consumer | RobustConsumer] = {}
         self._consuming = False
@@ -214,7 +214,7 @@ class BlockingChannel:
 
     def _to_thread(self, msg: IncomingMessage) -> IncomingMessage:
         # The message's settle function is swapped before any thread sees it.
-        msg._settle = self._thread_settler(msg._settle)
+        msg.swap_settler(self._thread_settler(msg.swap_settler(_unset)))
         return msg
 
     def basic_get(
@@ -289,10 +289,10 @@ class BlockingChannel:
             except queue_module.Empty:
                 return
             if isinstance(item, IncomingMessage) and not item.settled:
-                settler = item._settle
-                real = settler.real if isinstance(settler, ThreadSettler) else settler
+                settler = item.swap_settler(_unset)
+                item.swap_settler(settler.real if isinstance(settler, ThreadSettler) else settler)
                 try:
-                    real(item, Settle.NACK, False, True)
+                    item.nack(requeue=True)  # on the loop, by the channel itself
                 except Exception as exc:  # the channel closed: the broker requeues it
                     log.debug("not requeued: %s", exc)
 
@@ -308,7 +308,7 @@ class BlockingChannel:
         """Register ``callback(message)`` for the deliveries of ``queue``; it
         runs in the thread that calls :meth:`start_consuming` (or the
         connection's ``process_data_events``).  Returns the consumer tag."""
-        events = self._conn._events
+        events = self._io.events
         put = functools.partial(_as_event, events.put, callback)
         consumer = self._io.run(self._start_consumer, queue, put, no_ack, exclusive, arguments)
         tag = consumer.consumer_tag or ""
@@ -323,7 +323,7 @@ class BlockingChannel:
         self._consuming = True
         try:
             while self._consuming and self._consumers:
-                if not self._conn._process_one(timeout):
+                if not self._io.process_one(timeout):
                     return
         finally:
             self._consuming = False
@@ -332,7 +332,7 @@ class BlockingChannel:
         """Make :meth:`start_consuming` return after the callback running now;
         the consumers stay registered (:meth:`basic_cancel` ends one)."""
         self._consuming = False
-        self._conn._events.put(None)
+        self._io.events.put(None)
 
     def basic_cancel(self, consumer_tag: str) -> None:
         """Cancel the consumer with ``consumer_tag``."""

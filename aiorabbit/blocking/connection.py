@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue as queue_module
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -28,13 +27,24 @@ CLOSE_DRAIN_TIMEOUT = 10.0
 
 def connect(url: str | None = None, **options: Any) -> BlockingConnection:
     """Open a connection (the arguments of :func:`aiorabbit.connect`)."""
-    return BlockingConnection._open(connect_async, url, options)
+    return _open(connect_async, url, options)
 
 
 def connect_robust(url: str | list[str] | None = None, **options: Any) -> BlockingConnection:
     """Open a recovering connection (the arguments of
     :func:`aiorabbit.connect_robust`)."""
-    return BlockingConnection._open(connect_robust_async, url, options)
+    return _open(connect_robust_async, url, options)
+
+
+def _open(opener: Callable[..., Awaitable[Connection | RobustConnection]], url: Any,
+          options: dict[str, Any]) -> BlockingConnection:
+    io = IOThread()
+    try:
+        conn = io.run(opener, url, **options)
+    except BaseException:
+        io.stop()
+        raise
+    return BlockingConnection(io, conn)
 
 
 class BlockingConnection:
@@ -47,20 +57,7 @@ class BlockingConnection:
     def __init__(self, io: IOThread, conn: Connection | RobustConnection) -> None:
         self._io = io
         self._conn = conn
-        # Consumers' deliveries and callbacks for the consuming thread.
-        self._events: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         self._close_lock = threading.Lock()
-
-    @classmethod
-    def _open(cls, opener: Callable[..., Awaitable[Connection | RobustConnection]], url: Any,
-              options: dict[str, Any]) -> BlockingConnection:
-        io = IOThread()
-        try:
-            conn = io.run(opener, url, **options)
-        except BaseException:
-            io.stop()
-            raise
-        return cls(io, conn)
 
     @property
     def connection(self) -> Connection | RobustConnection:
@@ -86,7 +83,7 @@ class BlockingConnection:
         """Open a channel; with ``publisher_confirms`` each publish returns
         once the broker confirmed it."""
         opening: Callable[..., Awaitable[Channel | RobustChannel]] = self._conn.channel
-        return BlockingChannel(self, self._io.run(opening, publisher_confirms=publisher_confirms))
+        return BlockingChannel(self._io, self._io.run(opening, publisher_confirms=publisher_confirms))
 
     # -- the consuming thread's events ----------------------------------------------
 
@@ -94,7 +91,7 @@ class BlockingConnection:
         """Have ``callback()`` run on the thread that processes this
         connection's events (``start_consuming`` or
         :meth:`process_data_events`), like pika's method of that name."""
-        self._events.put(callback)
+        self._io.events.put(callback)
 
     def process_data_events(self, time_limit: float | None = 0) -> None:
         """Run the consumers' callbacks (and callbacks added with
@@ -103,36 +100,17 @@ class BlockingConnection:
         until then, with ``None`` until at least one ran.  I/O does not
         need it: it never stops on its own thread."""
         if time_limit is None:
-            self._process_one(None)
+            self._io.process_one(None)
             time_limit = 0
         deadline = time.monotonic() + time_limit
         while True:
             left = deadline - time.monotonic()
-            if not self._process_one(left if left > 0 else 0, block=left > 0):
+            if not self._io.process_one(left if left > 0 else 0, block=left > 0):
                 return
 
     def sleep(self, duration: float) -> None:
         """Sleep for ``duration`` seconds while running due callbacks."""
         self.process_data_events(duration)
-
-    def _process_one(self, timeout: float | None, block: bool = True) -> bool:
-        """Run one event; False if none came within ``timeout``."""
-        try:
-            item = self._events.get(block, timeout)
-        except queue_module.Empty:
-            return False
-        if item is None:  # stop_consuming's wake-up
-            return True
-        if isinstance(item, BaseException):
-            if getattr(item, "by_client", False):
-                return True
-            raise item
-        if isinstance(item, tuple):
-            callback, msg = item
-            callback(msg)
-        else:
-            item()
-        return True
 
     # -- closing ---------------------------------------------------------------------
 

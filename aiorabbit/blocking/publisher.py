@@ -15,8 +15,8 @@ from ..codec.properties import Properties
 from ..message import IncomingMessage
 from ..publisher import OutgoingMessage
 from ..publisher import Publisher as AsyncPublisher
+from ..rpc import CLIENT_TIMEOUT, CallTimeout
 from ..rpc import RpcClient as AsyncRpcClient
-from ..rpc import _Default
 
 if TYPE_CHECKING:
     from .connection import BlockingConnection
@@ -217,7 +217,7 @@ class RpcClient:
         routing_key: str,
         exchange: str = "",
         properties: Properties | None = None,
-        timeout: float | _Default | None = _Default.TIMEOUT,
+        timeout: CallTimeout = CLIENT_TIMEOUT,
     ) -> IncomingMessage:
         """Send a request and return the reply (see
         :meth:`aiorabbit.RpcClient.call`: the same arguments, the same
@@ -232,7 +232,7 @@ class RpcClient:
         routing_key: str,
         exchange: str = "",
         properties: Properties | None = None,
-        timeout: float | _Default | None = _Default.TIMEOUT,
+        timeout: CallTimeout = CLIENT_TIMEOUT,
     ) -> concurrent.futures.Future[IncomingMessage]:
         """Start a call; the future gives the reply."""
         return self._io.submit(self._rpc.call, body, routing_key=routing_key, exchange=exchange,
