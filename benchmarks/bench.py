@@ -332,6 +332,28 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _blocking_targets(rows: list[dict[str, Any]], out: list[tuple[str, bool | None, str]]) -> None:
+    """The blocking API against pika's BlockingConnection (issue 14)."""
+    if any(label.startswith("blocking ") for label, _, _ in out):
+        return  # once, whatever the loops
+    for scenario, need in (("publish", 3.0), ("publish_confirms", 10.0), ("consume_ack", 3.0)):
+        for size in ("64B", "64KiB"):
+            label = f"blocking {scenario} {size} >= {need:g}x pika"
+            ours, pika = (_find(rows, scenario, size, v) for v in ("aiorabbit-blocking", "pika"))
+            if ours is None or pika is None:
+                out.append((label, None, "not measured"))
+                continue
+            x = ours["msg_per_s"] / pika["msg_per_s"]
+            out.append((label, x >= need, f"{x:.1f}x"))
+    ours, pika = (_find(rows, "rpc", "64B", v) for v in ("aiorabbit-blocking", "pika"))
+    label = "blocking RPC p50 <= pika's"
+    if ours is None or pika is None or "p50_us" not in ours or "p50_us" not in pika:
+        out.append((label, None, "not measured"))
+    else:
+        out.append((label, ours["p50_us"] <= pika["p50_us"],
+                    f"{ours['p50_us']:.0f} us against {pika['p50_us']:.0f} us"))
+
+
 def check_targets(rows: list[dict[str, Any]], loops: list[str]) -> list[tuple[str, bool | None, str]]:
     """The performance issue's targets: (target, met (None: not measured), figures)."""
     out: list[tuple[str, bool | None, str]] = []
@@ -373,6 +395,7 @@ def check_targets(rows: list[dict[str, Any]], loops: list[str]) -> list[tuple[st
                     need = min(need, 0.85 * ceiling["mb_per_s"])
                 out.append((label, ours["mb_per_s"] >= need,
                             f"{ours['mb_per_s']:,.0f} MB/s, needs {need:,.0f}"))
+        _blocking_targets(rows, out)
         for scenario, limit in (("publish", 10.0), ("consume_ack", 20.0)):
             ours = _find(rows, scenario, "64B", variant_name("aiorabbit", loop))
             label = f"{scenario} 64B CPU <= {limit:g} us/msg{tag}"
@@ -395,7 +418,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
-    parser.add_argument("--clients", type=lambda s: s.split(","), default=["aiorabbit", *PEERS, "bare"])
+    parser.add_argument("--clients", type=lambda s: s.split(","),
+                        default=["aiorabbit", "aiorabbit-blocking", *PEERS, "bare"])
     parser.add_argument("--scenarios", type=lambda s: s.split(","), default=[*THROUGHPUT, "rpc"])
     parser.add_argument("--sizes", type=lambda s: s.split(","), default=list(SIZES))
     parser.add_argument("--loops", type=lambda s: s.split(","), default=["default", "uvloop"])

@@ -22,6 +22,7 @@ from typing import Any
 
 CLIENTS = {
     "aiorabbit": "aiorabbit_client",
+    "aiorabbit-blocking": "aiorabbit_blocking_client",
     "aio-pika": "aio_pika_client",
     "aiormq": "aiormq_client",
     "pika": "pika_client",

@@ -417,8 +417,9 @@ def test_rpc_client_calls_a_blocking_server(queue_name: str) -> None:
                 assert rpc.call(b"ping", routing_key=queue_name).body == b"PING"
                 futures = [rpc.submit(b"n%d" % i, routing_key=queue_name) for i in range(20)]
                 assert [f.result(10).body for f in futures] == [b"N%d" % i for i in range(20)]
+                idle = sch.queue_declare("", exclusive=True).queue  # nobody serves it
                 with pytest.raises(RpcTimeout):
-                    rpc.call(b"x", routing_key=queue_name, timeout=0.001)
+                    rpc.call(b"x", routing_key=idle, timeout=0.2)
         finally:
             server_conn.add_callback_threadsafe(sch.stop_consuming)
             server.join(10)

@@ -107,7 +107,13 @@ class IOThread:
         in order; its result comes in the future."""
         self._refuse_io_thread()
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.post(_start_task, (self.loop, future, factory, args, kwargs), future.set_exception)
+        if self._sleeping and not self._ops and self._closed is None:
+            # The pump is parked with nothing in flight, so everything this
+            # thread queued before has run: start the task straight away (a
+            # loop turn sooner: it shows in an RPC call's round trip).
+            self.loop.call_soon_threadsafe(_start_now, self.loop, future, factory, args, kwargs)
+        else:
+            self.post(_start_task, (self.loop, future, factory, args, kwargs), future.set_exception)
         return future
 
     def run(self, factory: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -266,6 +272,16 @@ def _start_task(
     task = loop.create_task(awaitable if asyncio.iscoroutine(awaitable) else _awaited(awaitable))
     future.task = task  # type: ignore[attr-defined]  # for cancel()
     task.add_done_callback(lambda t: _settle_future(future, t))
+
+
+def _start_now(
+    loop: asyncio.AbstractEventLoop, future: concurrent.futures.Future[Any],
+    factory: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any],
+) -> None:
+    try:
+        _start_task(loop, future, factory, args, kwargs)
+    except Exception as exc:  # the factory refused its arguments
+        _report(future.set_exception, exc)
 
 
 def _settle_future(future: concurrent.futures.Future[Any], task: asyncio.Task[Any]) -> None:
