@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_bench_runs_every_scenario_and_verifies_delivery(amqp_url: str, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench.py", "--url", amqp_url, "--clients", "aiorabbit,pika,bare",
+        [sys.executable, "benchmarks/bench.py", "--url", amqp_url, "--clients", "aiorabbit,aiorabbit-blocking,pika,bare",
          "--sizes", "64B,64KiB", "--loops", "default", "--reps", "1", "--scale", "500", "--no-chart",
          "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -36,14 +36,16 @@ def test_bench_runs_every_scenario_and_verifies_delivery(amqp_url: str, tmp_path
     for scenario in ("publish", "publish_confirms", "consume_ack", "consume_noack"):
         for size in ("64B", "64KiB"):
             assert ("aiorabbit", scenario, size) in done
+            assert ("aiorabbit-blocking", scenario, size) in done
             assert ("pika", scenario, size) in done
     assert ("bare", "publish", "64B") in done and ("bare", "consume_ack", "64KiB") in done
     assert ("bare", "publish_confirms", "64B") not in done  # no ceiling for confirms
     rpc = [r for r in result["summary"] if r["scenario"] == "rpc"]
-    assert {r["variant"] for r in rpc} == {"aiorabbit", "pika"}
+    assert {r["variant"] for r in rpc} == {"aiorabbit", "aiorabbit-blocking", "pika"}
     assert all(0 < r["p50_us"] <= r["p99_us"] for r in rpc)
     table = (tmp_path / "latest.md").read_text()
     assert "| publish | 64B | aiorabbit |" in table and "| target | met | measured |" in table
+    assert "| publish | 64B | aiorabbit-blocking |" in table and "| blocking RPC p50 <= pika's |" in table
     assert result["machine"]["broker"].startswith("RabbitMQ")
     # The report can be made again from the stored run, identically.
     again = tmp_path / "again"
