@@ -130,6 +130,12 @@ class RobustChannel:
         """Why the channel closed for good (``None`` while it is usable)."""
         return self._closed_exc
 
+    def check_open(self) -> None:
+        """Raise what a call on this channel would raise, if it is closed for
+        good (while the connection recovers, calls wait instead)."""
+        if self._closed_exc is not None:
+            raise ChannelClosed(0, "channel is closed", cause=self._closed_exc)
+
     @property
     def number(self) -> int | None:
         """The channel number in use now (it may change on recovery)."""
