@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_runs_every_scenario_and_verifies_delivery(amqp_url: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench.py", "--url", amqp_url,
-         "--clients", "aiorabbit,aiorabbit-blocking,pika,bare", "--sizes", "64B,64KiB", "--loops", "default", "--reps", "1", "--scale", "500", "--no-chart",
+         "--clients", "aiorabbit,aiorabbit-blocking,pika,bare", "--sizes", "64B,64KiB",
+         "--loops", "default", "--reps", "1", "--scale", "500", "--no-chart",
          "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
