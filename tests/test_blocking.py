@@ -119,9 +119,10 @@ def test_callbacks_run_on_the_consuming_thread_and_stop_consuming(queue_name: st
         ch.start_consuming(timeout=10)
         assert bodies == [b"0", b"1", b"2"]
         assert threads == {threading.current_thread().name}  # never the I/O thread
-        ch.basic_cancel(tag)
-        with pytest.raises(aiorabbit.InvalidArgument):
+        with pytest.raises(aiorabbit.InvalidArgument):  # stop_consuming cancelled it, as pika's does
             ch.basic_cancel(tag)
+        ch.basic_publish(b"3", routing_key=queue_name)
+        assert _count_reaches(ch, queue_name, 1)  # nobody consumes any more
 
 
 def test_many_threads_publish_on_one_connection(queue_name: str) -> None:
@@ -152,17 +153,15 @@ def test_a_callback_blocking_for_10_s_keeps_the_connection_with_heartbeat_1(queu
         def slow(msg: aiorabbit.IncomingMessage) -> None:
             time.sleep(10)  # blocks this thread only
             msg.ack()
-            ch.stop_consuming()
+            ch.stop_consuming()  # cancels the consumer too: the link is alive
 
-        tag = ch.basic_consume(queue_name, slow)
+        ch.basic_consume(queue_name, slow)
         started = time.monotonic()
         ch.start_consuming(timeout=20)
         assert time.monotonic() - started >= 10
         assert conn.is_open  # ten missed heartbeat intervals later
-        ch.basic_cancel(tag)  # the ack and the cancel reached the broker: the link is alive
         ch.basic_publish(b"after", routing_key=queue_name)
-        time.sleep(0.1)
-        assert ch.queue_declare(queue_name, passive=True).message_count == 1
+        assert _count_reaches(ch, queue_name, 1)
 
 
 def test_a_robust_blocking_connection_rides_out_a_cut(queue_name: str) -> None:
@@ -424,3 +423,24 @@ def test_rpc_client_calls_a_blocking_server(queue_name: str) -> None:
             server_conn.add_callback_threadsafe(sch.stop_consuming)
             server.join(10)
         assert not server.is_alive()
+
+
+def test_basic_cancel_requeues_deliveries_no_callback_took(queue_name: str) -> None:
+    with blocking.connect() as conn:
+        ch = conn.channel()
+        ch.queue_declare(queue_name)
+        for i in range(20):
+            ch.basic_publish(b"%d" % i, routing_key=queue_name)
+        seen: list[bytes] = []
+        tags: list[str] = []
+
+        def first_only(msg: aiorabbit.IncomingMessage) -> None:
+            seen.append(msg.body)
+            msg.ack()
+            ch.basic_cancel(tags[0])  # the other 19 are waiting as events by now
+
+        tags.append(ch.basic_consume(queue_name, first_only))
+        time.sleep(0.3)  # let every delivery arrive
+        conn.process_data_events(time_limit=0.3)
+        assert seen == [b"0"]
+        assert _count_reaches(ch, queue_name, 19)

@@ -57,6 +57,18 @@ def _unset(msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) ->
     raise RuntimeError("a settle function is being swapped")  # never called: swapped straight back
 
 
+def _requeue(msg: IncomingMessage) -> None:
+    """Requeue a delivery no thread took (on the loop, by its channel)."""
+    if msg.settled:
+        return
+    settler = msg.swap_settler(_unset)
+    msg.swap_settler(settler.real if isinstance(settler, ThreadSettler) else settler)
+    try:
+        msg.nack(requeue=True)
+    except Exception as exc:  # the channel closed: the broker requeues it
+        log.debug("not requeued: %s", exc)
+
+
 def _settle_on_loop(real: Settler, msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
     msg.settled = False  # claimed on the caller's thread: the channel claims it for real
     real(msg, kind, multiple, requeue)
@@ -288,13 +300,8 @@ class BlockingChannel:
                 item = deliveries.get_nowait()
             except queue_module.Empty:
                 return
-            if isinstance(item, IncomingMessage) and not item.settled:
-                settler = item.swap_settler(_unset)
-                item.swap_settler(settler.real if isinstance(settler, ThreadSettler) else settler)
-                try:
-                    item.nack(requeue=True)  # on the loop, by the channel itself
-                except Exception as exc:  # the channel closed: the broker requeues it
-                    log.debug("not requeued: %s", exc)
+            if isinstance(item, IncomingMessage):
+                _requeue(item)
 
     def basic_consume(
         self,
@@ -328,18 +335,42 @@ class BlockingChannel:
         finally:
             self._consuming = False
 
-    def stop_consuming(self) -> None:
-        """Make :meth:`start_consuming` return after the callback running now;
-        the consumers stay registered (:meth:`basic_cancel` ends one)."""
+    def stop_consuming(self, consumer_tag: str | None = None) -> None:
+        """Cancel the consumer with ``consumer_tag`` (by default every one of
+        this channel's), as pika does, and make :meth:`start_consuming`
+        return after the callback running now."""
+        for tag in [consumer_tag] if consumer_tag is not None else list(self._consumers):
+            self.basic_cancel(tag)
         self._consuming = False
         self._io.events.put(None)
 
     def basic_cancel(self, consumer_tag: str) -> None:
-        """Cancel the consumer with ``consumer_tag``."""
+        """Cancel the consumer with ``consumer_tag``; its deliveries that no
+        callback has taken yet go back to the queue."""
         consumer = self._consumers.pop(consumer_tag, None)
         if consumer is None:
             raise InvalidArgument(f"no consumer {consumer_tag!r} on this channel")
-        self._io.run(consumer.cancel)
+        self._io.run(self._cancel, consumer)
+
+    async def _cancel(self, consumer: Consumer | RobustConsumer) -> None:
+        """Cancel on the loop, then requeue the consumer's waiting events
+        (the loop is the only thread that adds events, so none slips by)."""
+        await consumer.cancel()
+        events, kept = self._io.events, []
+        while True:
+            try:
+                item = events.get_nowait()
+            except queue_module.Empty:
+                break
+            # An acking consumer's deliveries go back to the queue; a no_ack
+            # one's are the application's already, so its callback still gets them.
+            if isinstance(item, tuple) and item[1].consumer_tag == consumer.consumer_tag \
+                    and not item[1].settled:
+                _requeue(item[1])
+            else:
+                kept.append(item)
+        for item in kept:
+            events.put(item)
 
     def close(self) -> None:
         """Close the channel, after what was queued on it (idempotent)."""
