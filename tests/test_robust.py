@@ -9,7 +9,9 @@ recovery takes a fraction of a second.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import random
 import socket
 import time
 import uuid
@@ -1307,3 +1309,30 @@ async def test_a_stream_consumer_runs_an_object_with_an_async_call(amqp_url: str
             assert [body for body, _ in got] == [b"0", b"1", b"2", b"3", b"4"]
         finally:
             await ch.queue_delete(stream)
+
+
+async def test_a_failed_endpoint_hands_over_to_the_next_at_once() -> None:
+    # With a backoff whose smallest delay is far longer than the test, the
+    # live third endpoint is reached without waiting: the backoff applies
+    # only once every endpoint failed in a row.
+    slow = aiorabbit.Backoff(initial=30, maximum=30)
+    async with Proxy(*BROKER) as live:
+        urls = [url_for(free_port()), url_for(free_port()), live.url]
+        started = time.monotonic()
+        async with robust(urls, backoff=slow) as conn:
+            assert time.monotonic() - started < 2
+            assert conn.connection is not None and conn.connection.params.port == live.port
+    # Every endpoint refusing: each round ends in a backoff delay, not a storm.
+    delays: list[int] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Recorded(aiorabbit.Backoff):
+        def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+            delays.append(attempt)
+            return 0.01
+
+    with pytest.raises(ConnectionFailed):
+        await robust([url_for(free_port()), url_for(free_port())], backoff=Recorded(max_attempts=6))
+    # Six attempts are three rounds of two: a delay after the first and the
+    # second round (numbered as rounds), none inside a round, none at the end.
+    assert delays == [1, 2]

@@ -312,7 +312,12 @@ class RobustConnection:
     async def _connect_with_backoff(self, *, first: bool = False) -> Connection:
         """Connect to the next endpoint, moving on after each failure, with
         the backoff's delays; raise when the error is fatal or the budget
-        is spent."""
+        is spent.
+
+        A failed endpoint hands over to the next one at once: the backoff
+        waits only once every endpoint failed in a row (a dead node refuses
+        at once, and waiting before its peers only lengthens the outage)."""
+        failed_in_a_row = 0
         while True:
             self._check_closing()
             params = self._endpoints[self._next_endpoint % len(self._endpoints)]
@@ -334,7 +339,10 @@ class RobustConnection:
                         f"could not connect to {params.url} within {self.first_connect_timeout:g} s "
                         f"({self._attempts} attempts); last error: {exc}"
                     ) from exc
-                delay = self.backoff.delay(self._attempts)
+                failed_in_a_row += 1
+                count = len(self._endpoints)
+                # A round of the endpoints counts as one attempt for the delay.
+                delay = 0.0 if failed_in_a_row % count else self.backoff.delay(-(-self._attempts // count))
                 log.warning("connecting to %s failed (%s); attempt %d, next in %.2f s",
                             params.url, exc, self._attempts + 1, delay, extra=fields(params))
                 self._tries += 1
