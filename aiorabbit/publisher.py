@@ -7,7 +7,9 @@ the broker has confirmed it.  If the connection is lost before the confirm
 arrives, the message is published again after recovery (on a
 :func:`~aiorabbit.connect_robust` connection); it may then arrive twice,
 with the same ``message_id``, which is what consumers use to drop
-duplicates.  A nack is retried ``nack_retries`` times, then raised.
+duplicates.  A nack is retried ``nack_retries`` times, each after a
+growing delay (a quorum queue nacks while it elects a new leader, which
+takes a moment), then raised.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import dataclasses
 import itertools
 import logging
 import math
+import random
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .backoff import Backoff
 from .codec import Buffer
 from .codec.properties import Properties
 from .exceptions import ChannelClosed, ConnectionClosed, InvalidArgument, PublishNacked
@@ -50,7 +54,8 @@ class Publisher:
     :class:`RobustConnection` (messages survive connection loss) or a plain
     :class:`Connection` (a loss raises).  ``timeout`` bounds how long one
     publish may wait for recovery (``None``: as long as the connection keeps
-    trying).
+    trying).  A nacked message is published again up to ``nack_retries``
+    times, after delays growing along ``nack_backoff``.
     """
 
     def __init__(
@@ -58,7 +63,8 @@ class Publisher:
         conn: AnyConnection,
         *,
         window: int = 1000,
-        nack_retries: int = 3,
+        nack_retries: int = 5,
+        nack_backoff: Backoff | None = None,
         timeout: float | None = None,
     ) -> None:
         if window < 1:
@@ -68,6 +74,10 @@ class Publisher:
         self._conn = conn
         self.window = window
         self.nack_retries = nack_retries
+        #: Delays before nack retries: retry ``n`` waits between half and
+        #: all of ``nack_backoff.ceiling(n)`` (default: 0.2 s doubling up
+        #: to 2 s, so five retries span 2.5 to 5 s).
+        self.nack_backoff = nack_backoff if nack_backoff is not None else Backoff(initial=0.2, maximum=2.0)
         self.timeout = timeout
         self._room = asyncio.Semaphore(window)
         self._channel: Any = None  # a Channel or a RobustChannel
@@ -198,7 +208,10 @@ class Publisher:
                     raise
                 nacks += 1
                 self.nacks_retried += 1
-                log.info("message %s nacked; retry %d of %d", props.message_id, nacks, self.nack_retries)
+                delay = self.nack_backoff.ceiling(nacks) * (0.5 + random.random() / 2)
+                log.info("message %s nacked; retry %d of %d in %.2f s", props.message_id, nacks,
+                         self.nack_retries, delay)
+                await asyncio.sleep(delay)
             except (ConnectionClosed, ChannelClosed) as exc:
                 conn = self._conn
                 if not conn.recovers_from(exc):

@@ -197,3 +197,34 @@ async def test_slow_link_with_a_cut_loses_nothing(
             await conn.close()
     found = await _drain_ids(connection, durable_queue, 60)
     assert set(found) == set(ids)
+
+
+async def test_a_nack_is_retried_after_a_delay_so_a_passing_refusal_passes(
+    connection: aiorabbit.Connection,
+) -> None:
+    # A full queue (one message, reject-publish) nacks; once a consumer makes
+    # room the retry goes through.  Retries without delays would all be spent
+    # before the room is made, as they were during a quorum queue's leader
+    # election (issue 16).
+    ch = await connection.channel()
+    full_at_one = {"x-max-length": 1, "x-overflow": "reject-publish"}
+    q = await ch.queue_declare("", exclusive=True, arguments=full_at_one)
+    await ch.basic_publish(b"first", routing_key=q.queue)
+    async with Publisher(connection, nack_retries=3) as publisher:
+        publishing = asyncio.ensure_future(publisher.publish(b"second", routing_key=q.queue))
+        await asyncio.sleep(0.05)
+        assert not publishing.done() and publisher.nacks_retried >= 1  # nacked, waiting to retry
+        first = await ch.basic_get(q.queue, no_ack=True)
+        assert first is not None and first.body == b"first"
+        await asyncio.wait_for(publishing, 10)
+        assert 1 <= publisher.nacks_retried <= 3
+    got = await ch.basic_get(q.queue, no_ack=True)
+    assert got is not None and got.body == b"second"
+
+
+def test_nack_delays_grow_and_keep_a_floor() -> None:
+    publisher = Publisher(None)  # type: ignore[arg-type]  # the defaults
+    assert publisher.nack_retries == 5
+    ceilings = [publisher.nack_backoff.ceiling(n) for n in range(1, 6)]
+    assert ceilings == [0.2, 0.4, 0.8, 1.6, 2.0]
+    assert sum(ceilings) / 2 >= 2.5  # the least five retries can span: longer than a leader election

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .._inputs import owned_body
+from ..backoff import Backoff
 from ..codec import Buffer
 from ..codec.properties import Properties
 from ..message import IncomingMessage
@@ -41,12 +42,13 @@ class Publisher:
         conn: BlockingConnection,
         *,
         window: int = 1000,
-        nack_retries: int = 3,
+        nack_retries: int = 5,
+        nack_backoff: Backoff | None = None,
         timeout: float | None = None,
     ) -> None:
         self._io = conn._io  # seam: the connection's loop thread
         self._publisher = AsyncPublisher(conn.connection, window=window, nack_retries=nack_retries,
-                                         timeout=timeout)
+                                         nack_backoff=nack_backoff, timeout=timeout)
         # The window, held on the callers' side: a caller waits here, not
         # the loop.
         self._room = _Window(window)
