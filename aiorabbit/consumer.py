@@ -13,6 +13,7 @@ from ._compat import wait_for
 from ._inputs import is_async_callable
 from ._logging import fields
 from .exceptions import AMQPError, ChannelClosed, ConnectionClosed, ConsumerCancelled
+from .message import give_back
 from .observe import Observer, processing
 from .reading import ReadGate
 
@@ -299,7 +300,7 @@ class Consumer:
         while buffer:
             msg = buffer.popleft()
             if not msg.settled:
-                msg.reject(requeue=True)
+                give_back(msg)
 
     async def _run_callbacks(self) -> None:
         assert self._callback is not None

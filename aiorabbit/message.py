@@ -11,7 +11,7 @@ from .codec.properties import NO_PROPERTIES, Properties
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["IncomingMessage", "ReturnedMessage", "Settle", "Settler"]
+__all__ = ["IncomingMessage", "ReturnedMessage", "Settle", "Settler", "give_back"]
 
 
 class Settle(enum.IntEnum):
@@ -146,6 +146,21 @@ class IncomingMessage(_Content):
         """The channel the message arrived on."""
         return self._channel
 
+    @property
+    def delivery_count(self) -> int:
+        """How many times a quorum queue delivered this message before and
+        got it back (its ``x-delivery-count`` header): 0 on a first
+        delivery, and from queues that do not count."""
+        value = self.headers.get("x-delivery-count") if self._raw_properties != NO_PROPERTIES else None
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    @property
+    def stream_offset(self) -> int | None:
+        """The message's offset in a stream (its ``x-stream-offset``
+        header), ``None`` from other queues."""
+        value = self.headers.get("x-stream-offset") if self._raw_properties != NO_PROPERTIES else None
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
     def swap_settler(self, settle: Settler) -> Settler:
         """Make ``settle`` the function that acks, nacks and rejects this
         message; return the one it replaces (``aiorabbit.blocking`` settles
@@ -206,3 +221,13 @@ class ReturnedMessage(_Content):
             f"<ReturnedMessage {self.reply_code} {self.reply_text} "
             f"exchange={self.exchange!r} routing_key={self.routing_key!r}>"
         )
+
+
+def give_back(msg: IncomingMessage) -> None:
+    """Hand back a delivery nobody took: requeue it, or from a stream, which
+    keeps every message and refuses rejects (it closes the connection with
+    540), ack it, which only returns the consumer's credit."""
+    if msg.stream_offset is not None:
+        msg.ack()
+    else:
+        msg.reject(requeue=True)

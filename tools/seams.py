@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import gc
 import io
 import json
 import re
@@ -147,6 +148,20 @@ class Report:
 # -- loading ------------------------------------------------------------------
 
 
+def _parse(source: str, filename: str) -> ast.Module:
+    """``ast.parse`` with the garbage collector held off: on CPython 3.11 a
+    finalizer that formats a traceback (asyncio's "exception was never
+    retrieved") parses source too, and the nested parse breaks the outer
+    one ("AST constructor recursion depth mismatch", fixed in 3.12)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source, filename=filename)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_modules(package_dir: Path) -> dict[str, Module]:
     """Every ``.py`` file under ``package_dir``, by dotted module name."""
     package_dir = package_dir.resolve()
@@ -167,7 +182,7 @@ def load_modules(package_dir: Path) -> dict[str, Module]:
             rel=path.relative_to(base).as_posix(),
             is_package=is_package,
             source=source,
-            tree=ast.parse(source, filename=str(path)),
+            tree=_parse(source, str(path)),
             lines=len(source.splitlines()),
         )
     return modules

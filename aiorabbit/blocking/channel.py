@@ -16,7 +16,7 @@ from ..codec.frames import encode_method_frame
 from ..codec.properties import Properties
 from ..consumer import Consumer
 from ..exceptions import InvalidArgument, MessageAlreadySettled
-from ..message import IncomingMessage, Settle, Settler
+from ..message import IncomingMessage, Settle, Settler, give_back
 from ..robust import RobustChannel, RobustConsumer
 from ._io import IOThread
 
@@ -64,7 +64,7 @@ def _requeue(msg: IncomingMessage) -> None:
     settler = msg.swap_settler(_unset)
     msg.swap_settler(settler.real if isinstance(settler, ThreadSettler) else settler)
     try:
-        msg.nack(requeue=True)
+        give_back(msg)
     except Exception as exc:  # the channel closed: the broker requeues it
         log.debug("not requeued: %s", exc)
 

@@ -242,6 +242,10 @@ class RobustChannel:
             if not waiting.done():
                 waiting.cancel()
                 await asyncio.wait({waiting})
+            if waiting.done() and not waiting.cancelled():
+                # Retrieved even when this call is cancelled: an unretrieved
+                # error is logged from the garbage collector, at any moment.
+                waiting.exception()
         if waiting.done() and not waiting.cancelled():
             return waiting.result()  # the connection, or why there is none
         reason = self._closed_exc
