@@ -112,3 +112,49 @@ def test_argument_helpers_refuse_what_the_broker_would() -> None:
             bad()
     assert stream_queue(max_age="7D", max_length_bytes=10**9) == {
         "x-queue-type": "stream", "x-max-age": "7D", "x-max-length-bytes": 10**9}
+
+
+@pytest.mark.parametrize("start", ["first", None])
+async def test_a_robust_stream_consumer_resumes_after_its_last_offset(
+    amqp_url: str, connection: aiorabbit.Connection, names: Names, start: str | None
+) -> None:
+    # Cut mid-stream: after recovery it consumes again from the offset after
+    # the last one it handed out, with or without an offset argument at the
+    # start (the broker's default is "next"): no gap, no duplicate.
+    from .proxy import Proxy
+    from .test_robust import BROKER, FAST, Events
+
+    stream = names.queue("stream")
+    writer = await connection.channel(publisher_confirms=True)
+    await writer.queue_declare(stream, durable=True, arguments=stream_queue())
+    if start is not None:
+        for i in range(10):
+            await writer.basic_publish(b"%d" % i, routing_key=stream)
+    async with Proxy(*BROKER) as proxy:
+        conn = await aiorabbit.connect_robust(proxy.url, backoff=FAST, heartbeat=0)
+        try:
+            events = Events(conn)
+            ch = await conn.channel()
+            await ch.basic_qos(prefetch_count=5)
+            arguments = stream_offset(start) if start is not None else None  # type: ignore[arg-type]
+            seen: list[int] = []
+            async with ch.consume(stream, arguments=arguments) as messages:
+                if start is None:
+                    await asyncio.sleep(0.2)  # consuming from "next": publish after
+                    for i in range(10):
+                        await writer.basic_publish(b"%d" % i, routing_key=stream)
+                for _ in range(4):
+                    msg = await messages.get(5)
+                    seen.append(int(msg.body))
+                    await msg.ack()
+                proxy.cut()
+                await events.wait("reconnected")
+                for i in range(10, 15):
+                    await writer.basic_publish(b"%d" % i, routing_key=stream)
+                while len(seen) < 15:
+                    msg = await messages.get(5)
+                    seen.append(int(msg.body))
+                    await msg.ack()
+            assert seen == list(range(15))
+        finally:
+            await conn.close()

@@ -69,7 +69,10 @@ class RobustConsumer:
         self._parked = False  # waiting for its queue to exist again
         self._watcher: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None
-        self._stream = bool(arguments) and "x-stream-offset" in (arguments or {})
+        # A stream consumer resumes after the last offset it handed out.
+        # Without an x-stream-offset argument (the broker's default, "next")
+        # the first delivery tells whether the queue is a stream.
+        self._stream: bool | None = True if arguments and "x-stream-offset" in arguments else None
         self._last_offset: int | None = None
         self._consumed = False  # registered with the broker at least once
         self._port = ConsumerRecovery(self, self._needs_resume, self._resume, self._park, self._abort,
@@ -211,7 +214,7 @@ class RobustConsumer:
                     raise
                 self._lost(inner)
                 continue
-            if self._stream:
+            if self._stream is not False:
                 self._track(msg)
             return msg
 
@@ -271,10 +274,10 @@ class RobustConsumer:
 
     async def _start_inner(self, inner_channel: Channel) -> None:
         arguments = dict(self.arguments) if self.arguments else None
-        if self._stream and self._last_offset is not None and arguments is not None:
-            arguments["x-stream-offset"] = self._last_offset + 1
+        if self._last_offset is not None:  # a stream: no gap, no duplicate
+            arguments = {**(arguments or {}), "x-stream-offset": self._last_offset + 1}
         callback = self._callback
-        if callback is not None and self._stream:
+        if callback is not None and self._stream is not False:
             callback = self._tracking(callback)
         consumer = inner_channel.consume(
             self._queue, no_ack=self.no_ack, exclusive=self.exclusive, arguments=arguments,
@@ -362,8 +365,12 @@ class RobustConsumer:
             self._notify_end(exc)
 
     def _track(self, msg: IncomingMessage) -> None:
-        offset = msg.headers.get("x-stream-offset")
-        if isinstance(offset, int):
+        if self._stream is False:
+            return
+        offset = msg.stream_offset
+        if self._stream is None:
+            self._stream = offset is not None
+        if offset is not None:
             self._last_offset = offset
 
     def _tracking(self, callback: Callable[[IncomingMessage], Any]) -> Callable[[IncomingMessage], Any]:
