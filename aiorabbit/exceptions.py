@@ -55,6 +55,7 @@ __all__ = [
     "OperationTimeout",
     "DeprecatedFeature",
     "PublishNacked",
+    "PublishTimeout",
     "MessageReturned",
     "ConsumerCancelled",
     "MessageAlreadySettled",
@@ -378,6 +379,19 @@ class PublishNacked(AMQPError):
     def __init__(self, delivery_tag: int) -> None:
         self.delivery_tag = delivery_tag
         super().__init__(f"broker nacked publish #{delivery_tag}")
+
+
+class PublishTimeout(AMQPError, TimeoutError):
+    """A :class:`~aiorabbit.Publisher` publish was not confirmed within the
+    publisher's ``timeout`` (waiting for recovery included): the broker may
+    have it or not, so publishing it again may make a duplicate, with the
+    same ``message_id``.  A quorum queue without a majority of its nodes
+    answers neither ack nor nack, so this is what a publish to it raises."""
+
+    def __init__(self, message_id: str, timeout: float) -> None:
+        self.message_id = message_id
+        self.timeout = timeout
+        super().__init__(f"message {message_id} was not confirmed within {timeout:g} s")
 
 
 class MessageReturned(AMQPError):

@@ -24,10 +24,18 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ._compat import wait_for
 from .backoff import Backoff
 from .codec import Buffer
 from .codec.properties import Properties
-from .exceptions import ChannelClosed, ConnectionClosed, InvalidArgument, PublishNacked
+from .exceptions import (
+    AMQPError,
+    ChannelClosed,
+    ConnectionClosed,
+    InvalidArgument,
+    PublishNacked,
+    PublishTimeout,
+)
 from .interface import AnyConnection
 
 __all__ = ["Publisher", "OutgoingMessage"]
@@ -52,10 +60,13 @@ class Publisher:
     Use it as ``async with Publisher(conn) as publisher:``; leaving the
     block waits for every publish still in flight.  ``conn`` is a
     :class:`RobustConnection` (messages survive connection loss) or a plain
-    :class:`Connection` (a loss raises).  ``timeout`` bounds how long one
-    publish may wait for recovery (``None``: as long as the connection keeps
-    trying).  A nacked message is published again up to ``nack_retries``
-    times, after delays growing along ``nack_backoff``.
+    :class:`Connection` (a loss raises).  ``timeout`` bounds one publish,
+    waiting for recovery and for its confirm included, raising
+    :class:`~aiorabbit.PublishTimeout` (``None``: no bound; a robust
+    connection's backoff budget still ends the wait for recovery, but a
+    confirm a quorum queue without a majority never sends is waited for).
+    A nacked message is published again up to ``nack_retries`` times,
+    after delays growing along ``nack_backoff``.
     """
 
     def __init__(
@@ -157,7 +168,11 @@ class Publisher:
             async with self._room:
                 self._unconfirmed += 1
                 try:
-                    await self._publish(body, exchange, routing_key, props, mandatory)
+                    await wait_for(self._publish(body, exchange, routing_key, props, mandatory), self.timeout)
+                except TimeoutError as exc:
+                    if isinstance(exc, AMQPError) or self.timeout is None:
+                        raise  # a channel call's own timeout, not ours
+                    raise PublishTimeout(message_id, self.timeout) from None
                 finally:
                     self._unconfirmed -= 1
         finally:
@@ -218,7 +233,7 @@ class Publisher:
                     raise
                 # Unconfirmed when the connection went: publish again once
                 # it is back.  The first copy may have arrived: same id.
-                await conn.wait_usable(math.inf if self.timeout is None else self.timeout)
+                await conn.wait_usable(math.inf)  # bounded by ``timeout`` around the whole publish
                 self.republished += 1
 
 

@@ -228,3 +228,30 @@ def test_nack_delays_grow_and_keep_a_floor() -> None:
     ceilings = [publisher.nack_backoff.ceiling(n) for n in range(1, 6)]
     assert ceilings == [0.2, 0.4, 0.8, 1.6, 2.0]
     assert sum(ceilings) / 2 >= 2.5  # the least five retries can span: longer than a leader election
+
+
+async def test_an_unconfirmed_publish_raises_publish_timeout_then_the_next_succeeds(
+    connection: aiorabbit.Connection,
+) -> None:
+    # The broker's answers held back (as a quorum queue without a majority
+    # never answers): the publish raises PublishTimeout after the
+    # publisher's timeout, neither hanging nor reporting success.
+    ch = await connection.channel()
+    q = await ch.queue_declare("", exclusive=True)
+    async with Proxy("127.0.0.1", 5672) as proxy:
+        conn = await aiorabbit.connect(proxy.url, heartbeat=0)
+        try:
+            async with Publisher(conn, timeout=0.5) as publisher:
+                proxy.stall(upstream=False, downstream=True)
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(aiorabbit.PublishTimeout) as caught:
+                    await publisher.publish(b"held", routing_key=q.queue)
+                assert 0.45 <= asyncio.get_running_loop().time() - started < 2
+                assert len(caught.value.message_id) == 32 and caught.value.timeout == 0.5
+                assert isinstance(caught.value, TimeoutError)
+                proxy.resume()  # answers flow again: the next publish is confirmed
+                await publisher.publish(b"after", routing_key=q.queue)
+        finally:
+            await conn.close()
+    bodies = {m.body for m in [await ch.basic_get(q.queue, no_ack=True) for _ in range(2)] if m is not None}
+    assert bodies == {b"held", b"after"}  # the held one was sent: a timeout is not a loss
