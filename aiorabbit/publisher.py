@@ -101,6 +101,12 @@ class Publisher:
         self.republished = 0
         #: Nacked publishes that were retried.
         self.nacks_retried = 0
+        #: Channels replaced after a nack (see ``_renew``).
+        self.channels_renewed = 0
+        self._renew_lock = asyncio.Lock()
+        self._uses: dict[Any, int] = {}  # publishes under way per channel
+        self._retired: set[Any] = set()  # replaced channels, closed once idle
+        self._closing_tasks: set[asyncio.Task[None]] = set()
         # Ids unique without a system call per message (as uuid4 costs): 80
         # random bits per publisher, then a 48-bit counter.
         self._id_prefix = uuid.uuid4().hex[:20]
@@ -136,6 +142,8 @@ class Publisher:
             return
         self._closed = True
         await self._idle.wait()
+        if self._closing_tasks:
+            await asyncio.wait(set(self._closing_tasks))
         if self._channel is not None:
             await self._channel.close()
 
@@ -210,10 +218,17 @@ class Publisher:
         self, body: Buffer, exchange: str, routing_key: str, props: Properties, mandatory: bool
     ) -> None:
         nacks = 0
+        nacked_on = None
         while True:
             channel = self._channel
             assert channel is not None
+            uses = self._uses
+            uses[channel] = uses.get(channel, 0) + 1
             try:
+                if nacked_on is channel:
+                    nacked_on = None  # renewed, or not (closing): publish on
+                    await self._renew(channel)
+                    continue
                 await channel.basic_publish(
                     body, exchange=exchange, routing_key=routing_key, properties=props, mandatory=mandatory
                 )
@@ -222,6 +237,7 @@ class Publisher:
                 if nacks >= self.nack_retries:
                     raise
                 nacks += 1
+                nacked_on = channel
                 self.nacks_retried += 1
                 delay = self.nack_backoff.ceiling(nacks) * (0.5 + random.random() / 2)
                 log.info("message %s nacked; retry %d of %d in %.2f s", props.message_id, nacks,
@@ -235,6 +251,43 @@ class Publisher:
                 # it is back.  The first copy may have arrived: same id.
                 await conn.wait_usable(math.inf)  # bounded by ``timeout`` around the whole publish
                 self.republished += 1
+            finally:
+                self._done_with(channel)
+
+    async def _renew(self, nacked: Any) -> None:
+        """Publish retries through a new channel, once per nacked channel.
+
+        RabbitMQ 3.10 nacks every later publish on a channel that published
+        to a quorum queue while the queue had no leader (a node died), for
+        as long as the channel lives, where a new channel is confirmed as
+        soon as the new leader is elected.  The nacked channel is closed
+        once its publishes under way have finished."""
+        async with self._renew_lock:
+            if self._channel is not nacked or self._closed:
+                return
+            self._channel = await self._conn.channel(publisher_confirms=True)
+            self.channels_renewed += 1
+            log.info("publishing through a new channel after a nack")
+            self._retired.add(nacked)
+
+    def _done_with(self, channel: Any) -> None:
+        left = self._uses[channel] - 1
+        if left:
+            self._uses[channel] = left
+            return
+        del self._uses[channel]
+        if channel in self._retired:
+            self._retired.discard(channel)
+            task = asyncio.ensure_future(_close_quietly(channel))
+            self._closing_tasks.add(task)
+            task.add_done_callback(self._closing_tasks.discard)
+
+
+async def _close_quietly(channel: Any) -> None:
+    try:
+        await channel.close()
+    except Exception as exc:  # the connection went meanwhile: nothing to close
+        log.debug("a replaced channel did not close cleanly: %s", exc)
 
 
 def _with_message_id(properties: Properties | None, prefix: str, ids: Iterator[int]) -> Properties:

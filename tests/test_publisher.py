@@ -214,10 +214,18 @@ async def test_a_nack_is_retried_after_a_delay_so_a_passing_refusal_passes(
         publishing = asyncio.ensure_future(publisher.publish(b"second", routing_key=q.queue))
         await asyncio.sleep(0.05)
         assert not publishing.done() and publisher.nacks_retried >= 1  # nacked, waiting to retry
+        nacked_channel = publisher._channel
         first = await ch.basic_get(q.queue, no_ack=True)
         assert first is not None and first.body == b"first"
         await asyncio.wait_for(publishing, 10)
         assert 1 <= publisher.nacks_retried <= 3
+        # The retry went through a new channel (RabbitMQ 3.10 keeps nacking on
+        # a channel that published to a leaderless quorum queue), and the
+        # nacked one is closed once idle.
+        assert publisher.channels_renewed == publisher.nacks_retried
+        assert publisher._channel is not nacked_channel
+        await asyncio.sleep(0.1)
+        assert nacked_channel.is_closed
     got = await ch.basic_get(q.queue, no_ack=True)
     assert got is not None and got.body == b"second"
 
