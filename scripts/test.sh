@@ -20,10 +20,12 @@ echo "== pytest (asyncio loop, branch coverage)"
     --cov-report=term "$@"
 echo "== pytest (uvloop; minus the tests that use no event loop of the suite's own:"
 echo "   the sans-I/O codec and its fuzz, backoff and topology, and the programs run as subprocesses,"
-echo "   the README's blocks and the packaging metadata included)"
+echo "   the README's blocks and the packaging metadata included; the three-node cluster tests run"
+echo "   once, above: forming the cluster again would add a minute for the broker's failover, not the loop)"
 AIORABBIT_TEST_LOOP=uvloop .venv/bin/python -m pytest -p no:cacheprovider -q \
     --ignore-glob='tests/test_codec_*' --ignore=tests/test_backoff.py --ignore=tests/test_topology.py \
     --ignore=tests/test_fuzz.py \
     --ignore=tests/test_chaos.py --ignore=tests/test_benchmarks.py \
     --ignore=tests/test_cli.py --ignore=tests/test_testing_plugin.py \
-    --ignore=tests/test_readme.py --ignore=tests/test_packaging.py "$@"
+    --ignore=tests/test_readme.py --ignore=tests/test_packaging.py \
+    --ignore=tests/test_examples_blocking.py --ignore=tests/test_cluster.py "$@"
