@@ -39,7 +39,8 @@ from aiorabbit import Properties
 from . import conftest
 from .cluster import Cluster, ClusterNode, cluster  # noqa: F401  (module fixture)
 
-pytestmark = [pytest.mark.extra_node]  # extra broker nodes: tests/broker_node.py, tests/cluster.py
+# Extra broker nodes (tests/broker_node.py, tests/cluster.py): slow, as every such test.
+pytestmark = [pytest.mark.extra_node, pytest.mark.slow]
 
 T = TypeVar("T")
 
