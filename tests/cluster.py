@@ -368,13 +368,27 @@ def _close_leftovers() -> None:
             leftover.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A three-node cluster for the test module; skipped, saying why, where
-    no extra node can be started (as ``broker_node`` is); a cluster that
-    does not form is an error, not a skip."""
+    """One three-node cluster for the whole session (forming one takes about
+    20 s), offered by tests/conftest.py: a test that stops or kills nodes
+    starts them again before it ends (``cluster.ensure_running()`` in a
+    ``finally``).  Skipped, saying why, where no extra node can be started
+    (as ``broker_node`` is); a cluster that does not form is an error, not
+    a skip."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"cannot start an extra RabbitMQ node: {reason}")
     with Cluster() as started:
         yield started
+
+
+@pytest.fixture
+def running_cluster(cluster: Cluster) -> Iterator[Cluster]:
+    """The session's cluster with all three nodes running at the start and
+    at the end of the test, whatever it killed or stopped."""
+    cluster.ensure_running()
+    try:
+        yield cluster
+    finally:
+        cluster.ensure_running()

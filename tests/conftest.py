@@ -35,6 +35,7 @@ import aiorabbit
 from aiorabbit.testing import Names
 
 from . import ctl
+from .cluster import cluster, running_cluster  # noqa: F401  (the session's three-node cluster)
 
 __all__ = ["Names"]
 

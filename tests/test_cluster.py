@@ -37,7 +37,7 @@ import aiorabbit
 from aiorabbit import Properties
 
 from . import conftest
-from .cluster import Cluster, ClusterNode, cluster  # noqa: F401  (module fixture)
+from .cluster import Cluster, ClusterNode  # the ``cluster`` fixture comes from conftest.py
 
 # Extra broker nodes (tests/broker_node.py, tests/cluster.py): slow, as every such test.
 pytestmark = [pytest.mark.extra_node, pytest.mark.slow]
@@ -55,7 +55,7 @@ def unique(label: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _all_running(cluster: Cluster) -> Iterator[None]:  # noqa: F811
+def _all_running(cluster: Cluster) -> Iterator[None]:
     """All three nodes of the module's cluster run at the start and at the
     end of every test."""
     cluster.ensure_running()
@@ -110,7 +110,7 @@ async def get_all(node: ClusterNode, queue: str) -> list[bytes]:
     return bodies
 
 
-async def delete_queue(cluster: Cluster, queue: str) -> None:  # noqa: F811
+async def delete_queue(cluster: Cluster, queue: str) -> None:
     with contextlib.suppress(aiorabbit.AMQPError):
         async with channel_on(cluster.running()[0]) as ch:
             await ch.queue_delete(queue)
@@ -120,7 +120,7 @@ async def delete_queue(cluster: Cluster, queue: str) -> None:  # noqa: F811
 # the cluster itself
 
 
-async def test_three_nodes_form_one_cluster(cluster: Cluster) -> None:  # noqa: F811
+async def test_three_nodes_form_one_cluster(cluster: Cluster) -> None:
     timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in cluster.timings.items())
     print(f"\ncluster formed: {timings}")
     assert len(set(cluster.urls)) == 3
@@ -146,7 +146,7 @@ async def test_three_nodes_form_one_cluster(cluster: Cluster) -> None:  # noqa: 
         await delete_queue(cluster, queue)
 
 
-async def test_quorum_queue_through_three_nodes(cluster: Cluster) -> None:  # noqa: F811
+async def test_quorum_queue_through_three_nodes(cluster: Cluster) -> None:
     """Declared through node 1, published (confirmed) through node 2,
     counted and consumed through node 3."""
     first, second, third = cluster.nodes
@@ -164,7 +164,7 @@ async def test_quorum_queue_through_three_nodes(cluster: Cluster) -> None:  # no
         await delete_queue(cluster, queue)
 
 
-async def test_leader_of_a_quorum_queue_and_a_stream(cluster: Cluster) -> None:  # noqa: F811
+async def test_leader_of_a_quorum_queue_and_a_stream(cluster: Cluster) -> None:
     quorum, stream = unique("leader-q"), unique("leader-s")
     try:
         async with channel_on(cluster.nodes[1]) as ch:
@@ -184,7 +184,7 @@ async def test_leader_of_a_quorum_queue_and_a_stream(cluster: Cluster) -> None: 
 # failures
 
 
-async def test_killing_the_leader_moves_leadership_and_keeps_messages(cluster: Cluster) -> None:  # noqa: F811
+async def test_killing_the_leader_moves_leadership_and_keeps_messages(cluster: Cluster) -> None:
     queue = unique("failover")
     bodies = [f"{queue}:{i}".encode() for i in range(50)]
     try:
@@ -216,7 +216,7 @@ async def test_killing_the_leader_moves_leadership_and_keeps_messages(cluster: C
         await delete_queue(cluster, queue)
 
 
-async def test_killed_first_node_restarts_and_rejoins(cluster: Cluster) -> None:  # noqa: F811
+async def test_killed_first_node_restarts_and_rejoins(cluster: Cluster) -> None:
     """The first node (the one the others joined) is killed, work goes on
     without it, and it comes back as a member that serves that work."""
     first = cluster.nodes[0]
@@ -246,7 +246,7 @@ async def test_killed_first_node_restarts_and_rejoins(cluster: Cluster) -> None:
         await delete_queue(cluster, queue)
 
 
-async def test_stopped_node_starts_again(cluster: Cluster) -> None:  # noqa: F811
+async def test_stopped_node_starts_again(cluster: Cluster) -> None:
     """A graceful stop (``rabbitmqctl stop``) and a start, of the last node."""
     last = cluster.nodes[-1]
     await asyncio.to_thread(last.stop)
@@ -265,7 +265,7 @@ async def test_stopped_node_starts_again(cluster: Cluster) -> None:  # noqa: F81
 @pytest.mark.slow
 @pytest.mark.skipif(not LONG, reason="the long cluster run: set AIORABBIT_CLUSTER_LONG=1")
 @pytest.mark.timeout(ROUNDS * 90 + 180)
-async def test_long_leader_kills_under_a_robust_publisher(cluster: Cluster) -> None:  # noqa: F811
+async def test_long_leader_kills_under_a_robust_publisher(cluster: Cluster) -> None:
     """``ROUNDS`` times: kill (odd rounds: stop) the queue's leader while a
     Publisher on ``connect_robust`` over the three nodes keeps publishing,
     wait for the new leader, start the node again.  Then every confirmed
