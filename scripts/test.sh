@@ -28,4 +28,4 @@ AIORABBIT_TEST_LOOP=uvloop .venv/bin/python -m pytest -p no:cacheprovider -q \
     --ignore=tests/test_chaos.py --ignore=tests/test_benchmarks.py \
     --ignore=tests/test_cli.py --ignore=tests/test_testing_plugin.py \
     --ignore=tests/test_readme.py --ignore=tests/test_packaging.py \
-    --ignore=tests/test_examples_blocking.py --ignore=tests/test_cluster.py "$@"
+    --ignore=tests/test_examples_blocking.py --ignore-glob='tests/test_cluster*.py' "$@"
