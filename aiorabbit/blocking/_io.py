@@ -268,10 +268,9 @@ def _start_task(
 ) -> None:
     if not future.set_running_or_notify_cancel():
         return  # the caller gave up before its turn came
-    awaitable = factory(*args, **kwargs)
-    task = loop.create_task(awaitable if asyncio.iscoroutine(awaitable) else _awaited(awaitable))
-    future.task = task  # type: ignore[attr-defined]  # for cancel()
-    task.add_done_callback(lambda t: _settle_future(future, t))
+    # The task hands its outcome over itself: a done callback would run a
+    # loop turn later, and the caller waits for it.
+    future.task = loop.create_task(_into(future, factory(*args, **kwargs)))  # type: ignore[attr-defined]
 
 
 def _start_now(
@@ -284,15 +283,22 @@ def _start_now(
         _report(future.set_exception, exc)
 
 
-def _settle_future(future: concurrent.futures.Future[Any], task: asyncio.Task[Any]) -> None:
-    if future.done():
-        return
-    if task.cancelled():
-        future.set_exception(concurrent.futures.CancelledError())
-    elif (exc := task.exception()) is not None:
-        future.set_exception(exc)
+async def _into(future: concurrent.futures.Future[Any], awaitable: Awaitable[Any]) -> None:
+    """Await ``awaitable`` and put its outcome in the caller's ``future``."""
+    try:
+        result = await awaitable
+    except asyncio.CancelledError:
+        if not future.done():
+            future.set_exception(concurrent.futures.CancelledError())
+        raise
+    except BaseException as exc:
+        if not future.done():
+            future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt, SystemExit: the loop's business too
     else:
-        future.set_result(task.result())
+        if not future.done():
+            future.set_result(result)
 
 
 def _cancel_task(future: concurrent.futures.Future[Any]) -> None:
