@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._futures import retrieve
 from ._inputs import copy_arguments, owned_body
 from ._logging import fields
+from .acks import AckBatch
 from .assembly import Assembler
 from .codec import NO_PROPERTIES, Buffer, Method
 from .codec import methods as m
@@ -124,6 +125,7 @@ class Channel(Declarations):
         self._consumers: dict[str, ConsumerPort] = {}
         self._consumer_hooks = ConsumerHooks(self._basic_consume, self._basic_cancel, link.reading, self._obs)
         self._settled_through = 0
+        self._acks = AckBatch()
         self._settle_message = self._settle  # bound once, handed to every message
         self._handlers: dict[type[Method], Callable[[Any], None]] = {
             m.BasicDeliver: self._content.start,
@@ -228,6 +230,8 @@ class Channel(Declarations):
             self._rpc_waiter = fut
             self._rpc_request = method
             self._rpc_on_reply = on_reply
+            if self._acks.pending:  # acked before this method: written before it
+                self._write_acks()
             self._out.send_one(frame)
             self._link.reading.frame_awaited()
             if timeout is not None and timeout != math.inf:
@@ -613,15 +617,33 @@ class Channel(Declarations):
             port.end(ConsumerCancelled(method.consumer_tag))
 
     def _settle(self, msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
-        """Every ack, nack and reject of this channel's messages ends here."""
+        """Every ack, nack and reject of this channel's messages ends here.
+
+        A single ack joins this loop turn's batch (aiorabbit/acks.py), the
+        rest are written at once."""
         if self._closed_exc is not None:
             self._check_open()
         tag = msg.delivery_tag
         if msg.settled or tag <= self._settled_through:
             raise MessageAlreadySettled(f"delivery tag {tag} was already settled")
         msg.settled = True
+        acks = self._acks
+        if kind == _ACK and not multiple:
+            if not acks.pending:
+                self._out.before_flush(self._write_acks)
+            acks.ack(tag)
+            if self._obs is not None:
+                self._obs.delivery_settled(self, msg, kind, multiple, requeue)
+            return
         if multiple:
+            if kind == _ACK:
+                acks.settled_through(tag)  # it covers the batch's acks below it
+            else:
+                self._write_acks()  # the batch's acks first: a nack would take them
+                acks.settled_through(tag)
             self._settled_through = tag
+        else:
+            acks.settled(tag)
         if kind == _ACK:
             bits = _MULTIPLE if multiple else 0
         elif kind == _NACK:
@@ -632,6 +654,17 @@ class Channel(Declarations):
             FRAME_METHOD, self.number, _SETTLE_SIZE, _BASIC, _SETTLE_METHOD[kind], tag, bits, FRAME_END))
         if self._obs is not None:
             self._obs.delivery_settled(self, msg, kind, multiple, requeue)
+
+    def _write_acks(self) -> None:
+        """Queue this turn's acks, coalesced: before the outbox writes, and
+        before any other method of the channel."""
+        if self._closed_exc is not None:
+            self._acks.clear()
+            return
+        number, out = self.number, self._out
+        for tag, multiple in self._acks.drain():
+            out.send_one(_SETTLE_FRAME.pack(FRAME_METHOD, number, _SETTLE_SIZE, _BASIC, _SETTLE_METHOD[_ACK],
+                                            tag, _MULTIPLE if multiple else 0, FRAME_END))
 
     # ------------------------------------------------------------------
     # incoming frames
@@ -671,17 +704,20 @@ class Channel(Declarations):
                 reject = m.BasicReject(delivery_tag=method.delivery_tag, requeue=True)
                 self._out.send_method(self.number, reject)
                 return
+            if not port.no_ack:
+                self._acks.delivered(method.delivery_tag)
             port.deliver(IncomingMessage(
                 self, body, props, method.delivery_tag, method.redelivered, method.exchange,
                 method.routing_key, method.consumer_tag, None, port.no_ack, self._settle_message,
             ))
         elif kind is m.BasicGetOk:
             assert isinstance(method, m.BasicGetOk)
+            no_ack = isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack
+            if not no_ack:
+                self._acks.delivered(method.delivery_tag)
             self._complete_rpc(IncomingMessage(
                 self, body, props, method.delivery_tag, method.redelivered, method.exchange,
-                method.routing_key, None, method.message_count,
-                isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack,
-                self._settle_message,
+                method.routing_key, None, method.message_count, no_ack, self._settle_message,
             ))
         else:
             assert isinstance(method, m.BasicReturn)
@@ -714,6 +750,7 @@ class Channel(Declarations):
         if self._obs is not None and opened:
             self._obs.channel_closed(self, exc)
         self._content.reset()
+        self._acks.clear()
         fut = self._rpc_waiter
         self._rpc_waiter = None
         if fut is not None and not fut.done():

@@ -46,6 +46,7 @@ class Outbox:
     """
 
     __slots__ = (
+        "_before_flush",
         "_flush_scheduled",
         "_gather_fd",
         "_large",
@@ -72,6 +73,9 @@ class Outbox:
         self._size = 0
         self._large = False
         self._flush_scheduled = False
+        # Run first when the queue is written: channels add their coalesced
+        # acks (aiorabbit/acks.py).
+        self._before_flush: list[Callable[[], None]] = []
         self._unblocked: asyncio.Future[None] | None = None
         #: Publishers must wait (see :meth:`wait_writable`).
         self.hold = False
@@ -124,13 +128,30 @@ class Outbox:
         """Queue a method frame."""
         self.send_one(encode_method_frame(channel, method))
 
+    def before_flush(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` first when what is queued is written (this turn),
+        so that it can queue frames of its own."""
+        self._before_flush.append(hook)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def _run_before_flush(self) -> None:
+        hooks, self._before_flush = self._before_flush, []
+        for hook in hooks:
+            hook()
+
     def write_now(self, frame: bytes) -> None:
         """Write at once, after anything queued (control frames)."""
+        if self._before_flush:
+            self._run_before_flush()
         self._parts.append(frame)
         self.flush()
 
     def flush(self) -> None:
         """Write everything queued, in one call."""
+        if self._before_flush:
+            self._run_before_flush()  # while _flush_scheduled holds: their frames go in this write
         self._flush_scheduled = False
         out = self._parts
         if not out:
