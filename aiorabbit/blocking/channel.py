@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import functools
 import logging
 import queue as queue_module
@@ -253,10 +255,17 @@ class BlockingChannel:
         without one (as pika's ``consume`` does).  Leaving the loop (or
         closing the generator) cancels the consumer and requeues what it
         had not handed out; a channel error or a broker cancel is raised."""
+        # Deliveries come over in lists, one per loop turn: a thread woken
+        # per message costs more than the message.
         deliveries: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
-        consumer = self._io.run(self._start_consumer, queue, deliveries.put, no_ack, exclusive, arguments)
+        taken: collections.deque[IncomingMessage] = collections.deque()
+        consumer = self._io.run(self._start_consumer, queue, _batching(deliveries.put), no_ack, exclusive,
+                                arguments)
         try:
             while True:
+                if taken:
+                    yield taken.popleft()
+                    continue
                 try:
                     item = deliveries.get(timeout=inactivity_timeout)
                 except queue_module.Empty:
@@ -266,10 +275,10 @@ class BlockingChannel:
                     if getattr(item, "by_client", False):
                         return
                     raise item
-                yield item
+                taken.extend(item)
         finally:
             if not self._io.loop.is_closed():
-                self._io.run(self._end_consumer, consumer, deliveries)
+                self._io.run(self._end_consumer, consumer, deliveries, list(taken))
 
     async def _start_consumer(
         self, queue: str, put: Callable[[Any], None], no_ack: bool, exclusive: bool,
@@ -292,16 +301,20 @@ class BlockingChannel:
         return consumer
 
     async def _end_consumer(self, consumer: Consumer | RobustConsumer,
-                            deliveries: queue_module.SimpleQueue[Any]) -> None:
-        """Cancel ``consumer``, then requeue the deliveries no thread took."""
+                            deliveries: queue_module.SimpleQueue[Any], taken: list[IncomingMessage]) -> None:
+        """Cancel ``consumer``, then requeue the deliveries not handed out:
+        ``taken`` by the generator, then those still queued."""
         await consumer.cancel()
+        for msg in taken:
+            _requeue(msg)
         while True:
             try:
                 item = deliveries.get_nowait()
             except queue_module.Empty:
                 return
-            if isinstance(item, IncomingMessage):
-                _requeue(item)
+            if isinstance(item, list):
+                for msg in item:
+                    _requeue(msg)
 
     def basic_consume(
         self,
@@ -385,6 +398,34 @@ class BlockingChannel:
 
     def __repr__(self) -> str:
         return f"<aiorabbit.blocking.BlockingChannel {self._channel!r}>"
+
+
+def _batching(put: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``put`` for a consumer on the loop: deliveries gathered into one list
+    per loop turn; its end (an exception) after them."""
+    batch: list[IncomingMessage] = []
+    loop: asyncio.AbstractEventLoop | None = None  # the I/O loop, known at the first delivery
+
+    def flush() -> None:
+        if batch:
+            items = batch[:]
+            batch.clear()
+            put(items)
+
+    def handoff(item: Any) -> None:
+        nonlocal loop
+        if isinstance(item, BaseException):
+            if batch:
+                flush()
+            put(item)
+            return
+        if not batch:
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            loop.call_soon(flush)
+        batch.append(item)
+
+    return handoff
 
 
 def _as_event(put: Callable[[Any], None], callback: Callable[[IncomingMessage], Any], item: Any) -> None:
