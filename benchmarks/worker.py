@@ -27,6 +27,7 @@ CLIENTS = {
     "aiormq": "aiormq_client",
     "pika": "pika_client",
     "bare": "bare_client",
+    "bare-multiack": "bare_multiack_client",
 }
 SCENARIOS = ("publish", "publish_confirms", "consume_ack", "consume_noack", "rpc")
 
