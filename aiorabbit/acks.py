@@ -25,7 +25,7 @@ model of the broker's unacked set).
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 
 __all__ = ["AckBatch"]
 
@@ -34,53 +34,45 @@ class AckBatch:
     """The deliveries of one channel the application has not settled, and
     this turn's acks."""
 
-    __slots__ = ("_claimed", "_outstanding", "_through", "pending")
+    __slots__ = ("_unsettled", "pending")
 
     def __init__(self) -> None:
-        # Tags needing an ack, in delivery (ascending) order; settled ones
-        # leave lazily, from the left, when the lowest is asked for.
-        self._outstanding: deque[int] = deque()
-        self._claimed: set[int] = set()
-        self._through = 0  # every tag up to this one is settled (multiple)
+        # Tags needing an ack the application has not given, in delivery
+        # (ascending) order: at most what the broker counts as unacked plus
+        # this turn's batch, so prefetch bounds it.
+        self._unsettled: OrderedDict[int, None] = OrderedDict()
         #: This turn's acks, not yet written.
         self.pending: list[int] = []
 
     def delivered(self, tag: int) -> None:
         """A delivery that needs an ack arrived."""
-        self._outstanding.append(tag)
+        self._unsettled[tag] = None
 
     def settled(self, tag: int) -> None:
         """The application nacked or rejected ``tag`` (its frame is written
         at once)."""
-        self._claimed.add(tag)
+        self._unsettled.pop(tag, None)
 
     def ack(self, tag: int) -> None:
         """The application acked ``tag``: written with the batch."""
-        self._claimed.add(tag)
+        self._unsettled.pop(tag, None)
         self.pending.append(tag)
 
     def settled_through(self, tag: int) -> None:
         """The application settled every delivery up to ``tag``
         (``multiple``); the batch's acks at or below it are dropped."""
-        if tag > self._through:
-            self._through = tag
+        unsettled = self._unsettled
+        while unsettled:
+            first = next(iter(unsettled))
+            if first > tag:
+                break
+            del unsettled[first]
         if self.pending:
             self.pending = [t for t in self.pending if t > tag]
 
     def lowest_unsettled(self) -> int | None:
         """The lowest tag that needs an ack the application has not given."""
-        outstanding, claimed, through = self._outstanding, self._claimed, self._through
-        while outstanding:
-            tag = outstanding[0]
-            if tag <= through:
-                outstanding.popleft()
-                claimed.discard(tag)
-            elif tag in claimed:
-                outstanding.popleft()
-                claimed.remove(tag)
-            else:
-                return tag
-        return None
+        return next(iter(self._unsettled), None)
 
     def drain(self) -> list[tuple[int, bool]]:
         """The frames for this turn's acks, as ``(tag, multiple)``; the batch
@@ -104,6 +96,5 @@ class AckBatch:
 
     def clear(self) -> None:
         """The channel closed: nothing is outstanding any more."""
-        self._outstanding.clear()
-        self._claimed.clear()
+        self._unsettled.clear()
         self.pending = []

@@ -181,3 +181,19 @@ async def test_a_turn_of_acks_goes_out_as_one_frame_on_the_wire() -> None:
                 await _round_trip(ch)
                 assert _settles(peer, channel)[-1] == m.BasicAck(delivery_tag=70, multiple=True)
     assert not server.errors
+
+
+def test_a_delivery_held_unsettled_does_not_make_the_bookkeeping_grow() -> None:
+    # One delivery kept unsettled while 10,000 later ones are acked (they go
+    # out one by one): what is kept is the unsettled ones, not the acked.
+    batch = AckBatch()
+    batch.delivered(1)
+    for tag in range(2, 10_002):
+        batch.delivered(tag)
+        batch.ack(tag)
+        if tag % 100 == 0:
+            assert all(not multiple for _, multiple in batch.drain())
+    batch.drain()
+    assert batch.lowest_unsettled() == 1 and len(batch._unsettled) == 1
+    batch.ack(1)
+    assert batch.drain() == [(1, False)] and batch.lowest_unsettled() is None
