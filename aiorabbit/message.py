@@ -161,6 +161,11 @@ class IncomingMessage(_Content):
         value = self.headers.get("x-stream-offset") if self._raw_properties != NO_PROPERTIES else None
         return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
+    @property
+    def settler(self) -> Settler:
+        """The function that acks, nacks and rejects this message."""
+        return self._settle
+
     def swap_settler(self, settle: Settler) -> Settler:
         """Make ``settle`` the function that acks, nacks and rejects this
         message; return the one it replaces (``aiorabbit.blocking`` settles

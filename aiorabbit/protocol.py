@@ -26,8 +26,14 @@ __all__ = ["Events", "Protocol", "Router"]
 
 log = logging.getLogger("aiorabbit.connection")
 
-# Each read takes up to this much (what the stdlib transport reads too).
+# Each read takes up to this much (what the stdlib transport reads too) ...
 _READ_SIZE = 256 * 1024
+# ... or, while reads keep filling that, this much: a stream of large
+# messages then arrives in a quarter of the loop turns (and of the blocking
+# API's hand-offs between threads).
+_READ_SIZE_LARGE = 1024 * 1024
+# Reads short of ``_READ_SIZE`` in a row that give the large buffer back.
+_SHRINK_AFTER = 64
 
 
 class Events(NamedTuple):
@@ -50,7 +56,7 @@ class Protocol(asyncio.BufferedProtocol):
     all, into the message's ``bytes``.
     """
 
-    __slots__ = ("_direct", "_view", "events", "feed", "parser", "received", "router")
+    __slots__ = ("_direct", "_short_reads", "_view", "events", "feed", "parser", "received", "router")
 
     def __init__(self, events: Events, parser: FrameParser, router: Router) -> None:
         self.events = events
@@ -61,6 +67,12 @@ class Protocol(asyncio.BufferedProtocol):
         self.feed = parser.feed_into
         self._view = memoryview(bytearray(_READ_SIZE))
         self._direct = -1  # the channel whose body the pending read fills, if any
+        self._short_reads = 0
+
+    @property
+    def read_size(self) -> int:
+        """How much the next read into the protocol's own buffer can take."""
+        return len(self._view)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.events.made(transport)  # type: ignore[arg-type]
@@ -100,7 +112,10 @@ class Protocol(asyncio.BufferedProtocol):
         try:
             channel = self._direct
             if channel < 0:
-                self.feed(self._view[:nbytes], self.router)
+                view = self._view
+                self.feed(view[:nbytes], self.router)
+                if nbytes == len(view) or len(view) > _READ_SIZE:
+                    self._resize(nbytes)
                 return
             self._direct = -1
             self.parser.body_placed(nbytes)
@@ -111,6 +126,19 @@ class Protocol(asyncio.BufferedProtocol):
             self.events.protocol_failure(exc)
         except Exception as exc:  # never out of a transport callback
             self.events.internal_failure(exc)
+
+    def _resize(self, nbytes: int) -> None:
+        """Grow the read buffer when a read filled it; shrink it back after
+        a run of reads that the small one would have held."""
+        if nbytes == len(self._view) == _READ_SIZE:
+            self._view = memoryview(bytearray(_READ_SIZE_LARGE))
+        elif nbytes >= _READ_SIZE:
+            self._short_reads = 0
+        else:
+            self._short_reads += 1
+            if self._short_reads >= _SHRINK_AFTER:
+                self._short_reads = 0
+                self._view = memoryview(bytearray(_READ_SIZE))
 
     def eof_received(self) -> bool:
         return False

@@ -317,3 +317,31 @@ async def test_close_with_a_no_ack_backlog_is_graceful(amqp_url: str) -> None:
         await asyncio.wait_for(conn.close(), 10)
         assert asyncio.get_running_loop().time() - started < 2
     assert conn.closed_reason is not None and conn.closed_reason.reply_code == 200
+
+
+async def test_the_read_buffer_grows_for_a_stream_of_large_messages_and_shrinks_after(
+    connection: aiorabbit.Connection,
+) -> None:
+    """Reads that fill the buffer make it four times larger (fewer loop
+    turns for large messages); a run of short reads gives it back.  Every
+    body arrives intact across both sizes and the switch between them."""
+    from aiorabbit import protocol as protocol_module
+
+    ch = await connection.channel()
+    q = (await ch.queue_declare("", exclusive=True)).queue
+    bodies = [bytes([i % 251]) * (70_000 + i) if i % 3 else b"small %d" % i for i in range(120)]
+    confirm = await connection.channel(publisher_confirms=True)
+    await asyncio.gather(*(confirm.basic_publish(b, routing_key=q) for b in bodies))
+    proto = connection._protocol  # seam: the read size is the protocol's
+    assert proto is not None and proto.read_size == protocol_module._READ_SIZE
+    got = []
+    async with ch.consume(q, no_ack=True) as messages:
+        async for msg in messages:
+            got.append(msg.body)
+            if len(got) == len(bodies):
+                break
+    assert got == bodies
+    assert proto.read_size == protocol_module._READ_SIZE_LARGE  # the backlog filled reads
+    for _ in range(protocol_module._SHRINK_AFTER + 1):  # short reads: one round trip each
+        await ch.queue_declare(q, passive=True)
+    assert proto.read_size == protocol_module._READ_SIZE

@@ -218,7 +218,7 @@ class IOThread:
                 if ops:  # an append raced the pop: take it
                     self._sleeping = False
                     continue
-                self._release_room()
+                room.set()
                 wake.clear()
                 await wake.wait()
                 continue
@@ -233,10 +233,7 @@ class IOThread:
             except Exception as exc:
                 _report(on_error, exc)
             if not room.is_set() and len(ops) < HIGH_WATER // 2:
-                self._release_room()
-
-    def _release_room(self) -> None:
-        self._room.set()
+                room.set()
 
     def sent(self, size: int) -> None:
         """Called on the loop once a queued body of ``size`` bytes was written."""

@@ -55,16 +55,13 @@ class ThreadSettler:
         self.io.post(_settle_on_loop, (self.real, msg, kind, multiple, requeue), _settle_failed)
 
 
-def _unset(msg: IncomingMessage, kind: Settle, multiple: bool, requeue: bool) -> None:
-    raise RuntimeError("a settle function is being swapped")  # never called: swapped straight back
-
-
 def _requeue(msg: IncomingMessage) -> None:
     """Requeue a delivery no thread took (on the loop, by its channel)."""
     if msg.settled:
         return
-    settler = msg.swap_settler(_unset)
-    msg.swap_settler(settler.real if isinstance(settler, ThreadSettler) else settler)
+    settler = msg.settler
+    if isinstance(settler, ThreadSettler):
+        msg.swap_settler(settler.real)
     try:
         give_back(msg)
     except Exception as exc:  # the channel closed: the broker requeues it
@@ -187,8 +184,7 @@ class BlockingChannel:
         if error is not None:
             self._publish_error = None
             raise error
-        if self._channel.is_closed:  # the async channel raises its own error
-            self._io.run(self._channel.basic_publish, b"")
+        self._channel.check_open()
         key = (exchange, routing_key, mandatory)
         if key not in self._checked_keys:
             method = m.BasicPublish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
@@ -228,7 +224,7 @@ class BlockingChannel:
 
     def _to_thread(self, msg: IncomingMessage) -> IncomingMessage:
         # The message's settle function is swapped before any thread sees it.
-        msg.swap_settler(self._thread_settler(msg.swap_settler(_unset)))
+        msg.swap_settler(self._thread_settler(msg.settler))
         return msg
 
     def basic_get(
