@@ -670,7 +670,11 @@ class Channel(Declarations):
     # incoming frames
 
     def _on_method(self, method: Method) -> None:
-        if self._content.method is not None:
+        content = self._content
+        if type(method) is m.BasicDeliver and content.method is None:
+            content.start(method)  # the common case first: a consumer's delivery
+            return
+        if content.method is not None:
             self._protocol_error(f"{method.NAME} arrived in the middle of a content body")
             return
         waiter = self._rpc_waiter

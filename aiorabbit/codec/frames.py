@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..exceptions import FrameError, InvalidArgument, ProtocolVersionMismatch
 from ._primitives import Buffer, Method
+from .deliver import MethodDecoder
 from .methods import METHODS
 
 __all__ = [
@@ -148,10 +149,12 @@ class FrameParser:
     accepted; set it after ``connection.tune`` (0 means no limit).
     """
 
-    __slots__ = ("_body_channel", "_body_left", "_buf", "_frame_max", "_fresh", "_need_end", "first_bytes")
+    __slots__ = ("_body_channel", "_body_left", "_buf", "_decode", "_frame_max", "_fresh", "_need_end",
+                 "first_bytes")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._frame_max = frame_max or _UNLIMITED
+        self._decode = MethodDecoder(decode_method)
         # Nothing parsed yet: the server may answer our protocol header with
         # its own instead of a frame.
         self._fresh = True
@@ -218,6 +221,7 @@ class FrameParser:
             pos = self._continue_buffered(view, pos, end, sink)
         frame_max = self._frame_max
         unpack_head = _FRAME_HEAD.unpack_from
+        decode = self._decode
         while pos + 7 <= end and not self._buf:
             kind, channel, size = unpack_head(view, pos)
             if size + 8 > frame_max:
@@ -232,7 +236,15 @@ class FrameParser:
                 break
             if view[stop] != FRAME_END:
                 raise FrameError(f"bad frame-end octet {view[stop]:#04x}")
-            self._dispatch(kind, channel, view[pos + 7 : stop], sink)
+            # The two frames of every delivery before its body, inlined: a
+            # call per frame shows at a hundred thousand messages a second.
+            if kind == FRAME_METHOD:
+                sink.on_method(channel, decode(view[pos + 7 : stop]))
+            elif kind == FRAME_HEADER and size >= 14:
+                class_id, _weight, body_size = _HEADER_ARGS.unpack_from(view, pos + 7)
+                sink.on_header(channel, class_id, body_size, bytes(view[pos + 19 : stop]))
+            else:
+                self._dispatch(kind, channel, view[pos + 7 : stop], sink)
             pos = stop + 1
         if pos < end:
             self._buf += view[pos:]
@@ -304,10 +316,9 @@ class FrameParser:
         self._dispatch(kind, channel, memoryview(buf)[7:-1], sink)
         return pos
 
-    @staticmethod
-    def _dispatch(kind: int, channel: int, payload: memoryview, sink: Any) -> None:
+    def _dispatch(self, kind: int, channel: int, payload: memoryview, sink: Any) -> None:
         if kind == FRAME_METHOD:
-            sink.on_method(channel, decode_method(payload))
+            sink.on_method(channel, self._decode(payload))
         elif kind == FRAME_HEADER:
             if len(payload) < 14:
                 raise FrameError("content header frame is truncated")
