@@ -189,32 +189,51 @@ def test_a_robust_blocking_connection_rides_out_a_cut(queue_name: str) -> None:
 
 
 INTERRUPTED = r"""
-import sys, threading
+import signal, sys, threading
 from aiorabbit import blocking
-from aiorabbit.rpc import RpcTimeout
+mode, queue, target = sys.argv[1:]
 try:
     with blocking.connect() as conn:
         ch = conn.channel()
-        ch.queue_declare(sys.argv[1], auto_delete=True)
-        ch.basic_consume(sys.argv[1], lambda msg: None)
+        ch.queue_declare(queue, auto_delete=True)
+        if target == "io":
+            # The kernel may hand a process's SIGINT to any thread: here, for
+            # sure, to the I/O thread, whose handling cannot wake a wait on
+            # the main thread.
+            io = next(t for t in threading.enumerate() if t.name == "aiorabbit-io")
+            threading.Timer(0.5, signal.pthread_kill, (io.ident, signal.SIGINT)).start()
         print("ready", flush=True)
-        ch.start_consuming()
+        if mode == "start_consuming":
+            ch.basic_consume(queue, lambda msg: None)
+            ch.start_consuming()
+        elif mode == "consume":
+            for msg in ch.consume(queue):
+                pass
+        else:  # a call waiting for a reply that never comes
+            with blocking.RpcClient(conn, timeout=None) as rpc:
+                rpc.call(b"ping", routing_key=queue)
 except KeyboardInterrupt:
     print("interrupted", conn.is_closed, [t.name for t in threading.enumerate() if t.name == "aiorabbit-io"])
 """
 
 
-def test_ctrl_c_closes_cleanly_and_joins_the_io_thread(queue_name: str) -> None:
+@pytest.mark.parametrize(("mode", "target"), [
+    ("start_consuming", "process"), ("start_consuming", "io"), ("consume", "io"), ("call", "io"),
+])
+def test_ctrl_c_closes_cleanly_and_joins_the_io_thread(queue_name: str, mode: str, target: str) -> None:
+    """Ctrl-C ends a blocking wait (within ``SIGNAL_POLL``), closes the
+    connection and joins the I/O thread, whichever thread the signal hit."""
     import os
     import signal
     import subprocess
     import sys
 
-    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, queue_name], stdout=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, mode, queue_name, target],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert child.stdout is not None
     assert child.stdout.readline() == "ready\n"
-    child.send_signal(signal.SIGINT)
+    if target == "process":
+        child.send_signal(signal.SIGINT)
     out, _ = child.communicate(timeout=20)
     assert out == "interrupted True []\n"
     assert child.returncode == 0

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..exceptions import ConnectionClosed
+from . import _waits
 
 log = logging.getLogger("aiorabbit.blocking")
 
@@ -98,7 +99,7 @@ class IOThread:
         while self._full():
             self._room.clear()
             if self._full():
-                self._room.wait(1.0)
+                self._room.wait(_waits.SIGNAL_POLL)
 
     def submit(
         self, factory: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
@@ -126,7 +127,7 @@ class IOThread:
         """The result of ``future``, cancelling its task if the wait is
         interrupted or times out."""
         try:
-            return future.result(timeout)
+            return _waits.result(future, timeout)
         except BaseException:
             self.cancel(future)
             raise
@@ -142,7 +143,7 @@ class IOThread:
         self._refuse_io_thread()
         future = asyncio.run_coroutine_threadsafe(_awaited(awaitable), self.loop)
         try:
-            return future.result(timeout)
+            return _waits.result(future, timeout)
         except BaseException:
             future.cancel()
             raise
@@ -158,7 +159,7 @@ class IOThread:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.post(done.set_result, (None,), done.set_exception)
         try:
-            done.result(timeout)
+            _waits.result(done, timeout)
         except concurrent.futures.TimeoutError:
             return False
         except BaseException:  # the pump ended: nothing is left to wait for
@@ -168,7 +169,7 @@ class IOThread:
     def process_one(self, timeout: float | None, block: bool = True) -> bool:
         """Run one event on this thread; False if none came within ``timeout``."""
         try:
-            item = self.events.get(block, timeout)
+            item = _waits.get(self.events, timeout) if block else self.events.get_nowait()
         except queue_module.Empty:
             return False
         if item is None:  # stop_consuming's wake-up

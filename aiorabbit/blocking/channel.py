@@ -20,6 +20,7 @@ from ..consumer import Consumer
 from ..exceptions import InvalidArgument, MessageAlreadySettled
 from ..message import IncomingMessage, Settle, Settler, give_back
 from ..robust import RobustChannel, RobustConsumer
+from . import _waits
 from ._io import IOThread
 
 __all__ = ["BlockingChannel"]
@@ -263,7 +264,7 @@ class BlockingChannel:
                     yield taken.popleft()
                     continue
                 try:
-                    item = deliveries.get(timeout=inactivity_timeout)
+                    item = _waits.get(deliveries, inactivity_timeout)
                 except queue_module.Empty:
                     yield None
                     continue

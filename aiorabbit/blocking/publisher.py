@@ -18,6 +18,7 @@ from ..publisher import OutgoingMessage
 from ..publisher import Publisher as AsyncPublisher
 from ..rpc import CLIENT_TIMEOUT, CallTimeout
 from ..rpc import RpcClient as AsyncRpcClient
+from ._waits import SIGNAL_POLL
 
 if TYPE_CHECKING:
     from .connection import BlockingConnection
@@ -164,7 +165,7 @@ class _Window:
         with self._cond:
             while self._used >= self._size:
                 self._waiting = True
-                self._cond.wait()
+                self._cond.wait(SIGNAL_POLL)  # a Ctrl-C gets its chance (see _waits)
             self._used += 1
 
     def release(self, _future: object = None) -> None:
