@@ -698,9 +698,7 @@ class Channel(Declarations):
         handler(method)
 
     def _on_content(self, method: Method, body: bytes, props: bytes) -> None:
-        kind = type(method)
-        if kind is m.BasicDeliver:
-            assert isinstance(method, m.BasicDeliver)
+        if type(method) is m.BasicDeliver:
             port = self._consumers.get(method.consumer_tag)
             if port is None:
                 log.warning("delivery for unknown consumer %r: rejecting", method.consumer_tag, extra=fields(
@@ -714,8 +712,7 @@ class Channel(Declarations):
                 self, body, props, method.delivery_tag, method.redelivered, method.exchange,
                 method.routing_key, method.consumer_tag, None, port.no_ack, self._settle_message,
             ))
-        elif kind is m.BasicGetOk:
-            assert isinstance(method, m.BasicGetOk)
+        elif type(method) is m.BasicGetOk:
             no_ack = isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack
             if not no_ack:
                 self._acks.delivered(method.delivery_tag)

@@ -45,22 +45,19 @@ class MethodDecoder:
         raw = bytes(payload)  # a few dozen bytes; the read buffer is reused
         if not raw.startswith(_DELIVER_IDS):
             return self._generic(raw)
-        try:
-            return self._deliver(raw)
+        try:  # one function for the whole delivery: a call less per message
+            end = 5 + raw[4]
+            delivery_tag, flags = _TAG_AND_FLAGS(raw, end)  # raises if the tag runs past the end
+            head = raw[4:end]
+            tag = self._tags.get(head)
+            if tag is None:
+                tag = self._tag(head)
+            tail = raw[end + 9 :]
+            names = self._names.get(tail)
+            if names is None:
+                names = self._exchange_and_routing_key(tail)
         except (IndexError, struct.error):
             return self._generic(raw)  # malformed: the generic path says how
-
-    def _deliver(self, raw: bytes) -> BasicDeliver:
-        end = 5 + raw[4]
-        delivery_tag, flags = _TAG_AND_FLAGS(raw, end)  # raises if the tag runs past the end
-        head = raw[4:end]
-        tag = self._tags.get(head)
-        if tag is None:
-            tag = self._tag(head)
-        tail = raw[end + 9 :]
-        names = self._names.get(tail)
-        if names is None:
-            names = self._exchange_and_routing_key(tail)
         msg = BasicDeliver.__new__(BasicDeliver)
         msg.consumer_tag = tag
         msg.delivery_tag = delivery_tag

@@ -228,6 +228,10 @@ class FrameParser:
                 raise FrameError(f"frame of {size + 8} bytes exceeds frame_max {frame_max}")
             stop = pos + 7 + size
             if kind == FRAME_BODY:
+                if size and stop < end and view[stop] == FRAME_END:  # whole, here: no state kept
+                    sink.on_body(channel, view[pos + 7 : stop])
+                    pos = stop + 1
+                    continue
                 self._body_channel = channel
                 self._body_left = size
                 pos = self._continue_body(view, pos + 7, end, sink)
