@@ -401,7 +401,7 @@ class Connection:
 
     def _make_protocol(self) -> Protocol:
         events = Events(self._connection_made, self._connection_lost, self._protocol_failure,
-                         self._internal_failure, self._outbox)
+                         self._internal_failure, self._outbox, self._reading)
         self._protocol = Protocol(events, self._parser, self._router)
         return self._protocol
 

@@ -21,6 +21,7 @@ from .codec.frames import FrameParser
 from .exceptions import AMQPError, ProtocolError
 from .link import ChannelPort
 from .outbox import Outbox
+from .reading import ReadGate
 
 __all__ = ["Events", "Protocol", "Router"]
 
@@ -34,6 +35,13 @@ _READ_SIZE = 256 * 1024
 _READ_SIZE_LARGE = 1024 * 1024
 # Reads short of ``_READ_SIZE`` in a row that give the large buffer back.
 _SHRINK_AFTER = 64
+# Reading stops for the rest of a loop turn past this many bytes.  The
+# stdlib loop reads once per turn (at most ``_READ_SIZE_LARGE``); uvloop reads
+# up to 32 times in a row, and tens of megabytes of large messages then pile
+# up before the consumer runs: their memory is given back to the system and
+# faulted in again for the next pile (200,000 page faults against 6,500 for
+# 20,000 messages of 64 KiB, and twice the CPU per message).
+_TURN_MAX = _READ_SIZE_LARGE + 1
 
 
 class Events(NamedTuple):
@@ -44,6 +52,7 @@ class Events(NamedTuple):
     protocol_failure: Callable[[AMQPError], None]
     internal_failure: Callable[[Exception], None]
     outbox: Outbox
+    reading: ReadGate
 
 
 class Protocol(asyncio.BufferedProtocol):
@@ -56,7 +65,8 @@ class Protocol(asyncio.BufferedProtocol):
     all, into the message's ``bytes``.
     """
 
-    __slots__ = ("_direct", "_short_reads", "_view", "events", "feed", "parser", "received", "router")
+    __slots__ = ("_direct", "_short_reads", "_turn_bytes", "_view", "events", "feed", "parser", "received",
+                 "router")
 
     def __init__(self, events: Events, parser: FrameParser, router: Router) -> None:
         self.events = events
@@ -68,6 +78,7 @@ class Protocol(asyncio.BufferedProtocol):
         self._view = memoryview(bytearray(_READ_SIZE))
         self._direct = -1  # the channel whose body the pending read fills, if any
         self._short_reads = 0
+        self._turn_bytes = 0  # read since this loop turn began
 
     @property
     def read_size(self) -> int:
@@ -109,6 +120,11 @@ class Protocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.received = True
+        if not self._turn_bytes:
+            asyncio.get_running_loop().call_soon(self._turn_over)
+        self._turn_bytes += nbytes
+        if self._turn_bytes >= _TURN_MAX:
+            self.events.reading.turn_full()
         try:
             channel = self._direct
             if channel < 0:
@@ -126,6 +142,10 @@ class Protocol(asyncio.BufferedProtocol):
             self.events.protocol_failure(exc)
         except Exception as exc:  # never out of a transport callback
             self.events.internal_failure(exc)
+
+    def _turn_over(self) -> None:
+        self._turn_bytes = 0
+        self.events.reading.turn_over()
 
     def _resize(self, nbytes: int) -> None:
         """Grow the read buffer when a read filled it; shrink it back after

@@ -345,3 +345,78 @@ async def test_the_read_buffer_grows_for_a_stream_of_large_messages_and_shrinks_
     for _ in range(protocol_module._SHRINK_AFTER + 1):  # short reads: one round trip each
         await ch.queue_declare(q, passive=True)
     assert proto.read_size == protocol_module._READ_SIZE
+
+
+async def test_no_loop_turn_reads_much_more_than_a_megabyte(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop reads up to 32 times per readiness event: without a cap, tens
+    of megabytes of large messages pile up before the consumer runs.  Reading
+    stops for the rest of a turn once it passed ``_TURN_MAX``, and resumes
+    in the next one (the suite runs this under both loops)."""
+    from aiorabbit import protocol as protocol_module
+
+    loop = asyncio.get_running_loop()
+    turns: list[int] = []
+    counted = protocol_module.Protocol.buffer_updated
+
+    def counting(proto: protocol_module.Protocol, nbytes: int) -> None:
+        if not turns or turns[-1] < 0:  # the first read of a turn
+            turns.append(0)
+            loop.call_soon(turns.append, -1)  # runs once this turn's reads are done
+        turns[-1] += nbytes
+        counted(proto, nbytes)
+
+    # Before connecting: uvloop takes the protocol's method once, at connect.
+    monkeypatch.setattr(protocol_module.Protocol, "buffer_updated", counting)
+    async with aiorabbit.connect(amqp_url) as connection:
+        ch = await connection.channel()
+        q = (await ch.queue_declare("", exclusive=True)).queue
+        bodies = [bytes([i]) * 200_000 for i in range(60)]  # 12 MB
+        confirm = await connection.channel(publisher_confirms=True)
+        for body in bodies:  # one at a time: concurrent publishes may overtake each other
+            await confirm.basic_publish(body, routing_key=q)
+        turns.clear()
+        got = []
+        async with ch.consume(q, no_ack=True) as messages:
+            async for msg in messages:
+                got.append(msg.body)
+                if len(got) == len(bodies):
+                    break
+        assert not connection._reading.paused  # seam: the gate opened again
+    assert got == bodies
+    per_turn = [n for n in turns if n >= 0]
+    assert sum(per_turn) >= 12_000_000
+    # One read past the cap at most: a read takes up to the large buffer.
+    assert max(per_turn) < protocol_module._TURN_MAX + protocol_module._READ_SIZE_LARGE
+
+
+def test_a_turn_pause_and_a_backlog_pause_hold_reading_together() -> None:
+    """Reading resumes only once neither the turn cap nor a backlog holds it."""
+    from aiorabbit.reading import ReadGate
+
+    class Transport:
+        reading = True
+
+        def is_closing(self) -> bool:
+            return False
+
+        def pause_reading(self) -> None:
+            self.reading = False
+
+        def resume_reading(self) -> None:
+            self.reading = True
+
+    transport = Transport()
+    gate = ReadGate(lambda: False)
+    gate.attach(transport)  # type: ignore[arg-type]
+    gate.turn_full()
+    assert not transport.reading and gate.paused
+    gate.backlog_full()
+    gate.turn_over()
+    assert not transport.reading  # the backlog still holds it
+    gate.turn_full()
+    gate.backlog_drained()
+    assert not transport.reading  # the turn still holds it
+    gate.turn_over()
+    assert transport.reading and not gate.paused
