@@ -330,17 +330,10 @@ async def test_the_read_buffer_grows_for_a_stream_of_large_messages_and_shrinks_
     ch = await connection.channel()
     q = (await ch.queue_declare("", exclusive=True)).queue
     bodies = [bytes([i % 251]) * (70_000 + i) if i % 3 else b"small %d" % i for i in range(120)]
-    confirm = await connection.channel(publisher_confirms=True)
-    await asyncio.gather(*(confirm.basic_publish(b, routing_key=q) for b in bodies))
+    await _publish_in_order(connection, q, bodies)
     proto = connection._protocol  # seam: the read size is the protocol's
     assert proto is not None and proto.read_size == protocol_module._READ_SIZE
-    got = []
-    async with ch.consume(q, no_ack=True) as messages:
-        async for msg in messages:
-            got.append(msg.body)
-            if len(got) == len(bodies):
-                break
-    assert got == bodies
+    assert await _consume_no_ack(ch, q, len(bodies)) == bodies
     assert proto.read_size == protocol_module._READ_SIZE_LARGE  # the backlog filled reads
     for _ in range(protocol_module._SHRINK_AFTER + 1):  # short reads: one round trip each
         await ch.queue_declare(q, passive=True)
@@ -373,16 +366,9 @@ async def test_no_loop_turn_reads_much_more_than_a_megabyte(
         ch = await connection.channel()
         q = (await ch.queue_declare("", exclusive=True)).queue
         bodies = [bytes([i]) * 200_000 for i in range(60)]  # 12 MB
-        confirm = await connection.channel(publisher_confirms=True)
-        for body in bodies:  # one at a time: concurrent publishes may overtake each other
-            await confirm.basic_publish(body, routing_key=q)
+        await _publish_in_order(connection, q, bodies)
         turns.clear()
-        got = []
-        async with ch.consume(q, no_ack=True) as messages:
-            async for msg in messages:
-                got.append(msg.body)
-                if len(got) == len(bodies):
-                    break
+        got = await _consume_no_ack(ch, q, len(bodies))
         assert not connection._reading.paused  # seam: the gate opened again
     assert got == bodies
     per_turn = [n for n in turns if n >= 0]
@@ -420,3 +406,22 @@ def test_a_turn_pause_and_a_backlog_pause_hold_reading_together() -> None:
     assert not transport.reading  # the turn still holds it
     gate.turn_over()
     assert transport.reading and not gate.paused
+
+
+async def _publish_in_order(connection: aiorabbit.Connection, queue: str, bodies: list[bytes]) -> None:
+    """Publish ``bodies`` confirmed, one at a time: publishes started
+    concurrently may overtake each other while the socket is full."""
+    confirm = await connection.channel(publisher_confirms=True)
+    for body in bodies:
+        await confirm.basic_publish(body, routing_key=queue)
+    await confirm.close()
+
+
+async def _consume_no_ack(ch: aiorabbit.Channel, queue: str, count: int) -> list[bytes]:
+    got: list[bytes] = []
+    async with ch.consume(queue, no_ack=True) as messages:
+        async for msg in messages:
+            got.append(msg.body)
+            if len(got) == count:
+                break
+    return got
