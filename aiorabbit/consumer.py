@@ -31,6 +31,9 @@ log = logging.getLogger("aiorabbit.consumer")
 # or a close-ok is due on the connection, so nothing waits behind the
 # backlog (the backlog may then grow past this mark for that long).
 NO_ACK_HIGH_WATER = 2000
+#: ... or once the buffered bodies hold about this many bytes (estimated
+#: from the size of the delivery that crosses the mark: no count per take).
+NO_ACK_HIGH_BYTES = 32 * 1024 * 1024
 
 
 class ConsumerPort(NamedTuple):
@@ -93,6 +96,8 @@ class Consumer:
         self._started = False
         self._cancelled = False
         self._reading_paused = False
+        # Reading resumes once the buffer is shorter than this.
+        self._resume_below = NO_ACK_HIGH_WATER // 2
         self._callback = callback
         self._async_callback = callback is not None and is_async_callable(callback)
         self._worker: asyncio.Task[None] | None = None
@@ -201,7 +206,7 @@ class Consumer:
             finally:
                 self._waiter = None
         msg = buffer.popleft()
-        if self._reading_paused and len(buffer) < NO_ACK_HIGH_WATER // 2:
+        if self._reading_paused and len(buffer) < self._resume_below:
             self._reading_paused = False
             self._reading.backlog_drained()
         return msg
@@ -249,13 +254,34 @@ class Consumer:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self.no_ack and len(buffer) >= NO_ACK_HIGH_WATER:
-            if not self._reading_paused:
-                self._reading_paused = True
-                self._reading.backlog_full()
-            elif not self._reading.paused:
-                # Reading went on for a reply; pause again once none is due.
-                self._reading.update()
+        if self.no_ack:
+            high = NO_ACK_HIGH_WATER
+            size = len(msg.body)
+            if size * NO_ACK_HIGH_WATER > NO_ACK_HIGH_BYTES:  # large bodies: bound the bytes
+                high = max(2, NO_ACK_HIGH_BYTES // size)
+            if len(buffer) >= high:
+                self._resume_below = high // 2
+                self._backlog(True)
+
+    def set_backlogged(self, full: bool) -> None:
+        """For a callback consumer that hands its messages on (to a thread,
+        a queue of its own): ``True`` says that place is full, and the
+        connection stops reading from the socket, as it does for a
+        ``no_ack`` iterator past its bound, until ``set_backlogged(False)``.
+        It reads on while a reply, a confirm or a close-ok is due."""
+        self._backlog(full)
+
+    def _backlog(self, full: bool) -> None:
+        if not full:
+            if self._reading_paused:
+                self._reading_paused = False
+                self._reading.backlog_drained()
+        elif not self._reading_paused:
+            self._reading_paused = True
+            self._reading.backlog_full()
+        elif not self._reading.paused:
+            # Reading went on for a reply; pause again once none is due.
+            self._reading.update()
 
     def _fail(self, exc: BaseException) -> None:
         """End the iteration with ``exc`` after the buffered messages (cleanly
@@ -274,9 +300,7 @@ class Consumer:
                     for msg in self._buffer:
                         self._obs.delivery_dropped(self, msg, exc)
                 self._buffer.clear()
-        if self._reading_paused:
-            self._reading_paused = False
-            self._reading.backlog_drained()
+        self._backlog(False)
         self._wake()
 
     def _log_fields(self, reply_code: int | None = None) -> dict[str, Any]:
@@ -291,9 +315,7 @@ class Consumer:
 
     def _return_buffered(self) -> None:
         buffer = self._buffer
-        if self._reading_paused:
-            self._reading_paused = False
-            self._reading.backlog_drained()
+        self._backlog(False)
         if self.no_ack or not self.channel.is_open:
             buffer.clear()
             return

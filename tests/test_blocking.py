@@ -463,3 +463,48 @@ def test_basic_cancel_requeues_deliveries_no_callback_took(queue_name: str) -> N
         conn.process_data_events(time_limit=0.3)
         assert seen == [b"0"]
         assert _count_reaches(ch, queue_name, 19)
+
+
+@pytest.mark.parametrize("style", ["consume", "basic_consume"])
+def test_a_slow_no_ack_consumer_stops_the_reading_and_loses_nothing(
+    queue_name: str, style: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker does not bound no_ack deliveries: past the hand-off's
+    bound the I/O thread stops reading until the application's thread
+    takes half of it, instead of buffering the whole queue."""
+    from aiorabbit.blocking import _handoff
+
+    monkeypatch.setattr(_handoff, "HIGH_BYTES", 2 * 1024 * 1024)
+    bodies = [bytes([i]) * 65536 for i in range(120)]  # 7.5 MiB
+    with blocking.connect() as conn:
+        ch = conn.channel(publisher_confirms=True)
+        ch.queue_declare(queue_name)
+        for body in bodies:
+            ch.basic_publish(body, routing_key=queue_name)
+        reading = conn.connection._reading  # seam: the read gate of the connection
+        got: list[bytes] = []
+        held: list[bool] = []
+
+        def take(msg: aiorabbit.IncomingMessage) -> None:
+            if not got:
+                time.sleep(0.5)  # slow: the I/O thread reads up to the bound, then stops
+                held.append(reading.paused)
+            got.append(msg.body)
+
+        if style == "consume":
+            for msg in ch.consume(queue_name, no_ack=True):
+                assert msg is not None
+                take(msg)
+                if len(got) == len(bodies):
+                    break
+        else:
+            def callback(msg: aiorabbit.IncomingMessage) -> None:
+                take(msg)
+                if len(got) == len(bodies):
+                    ch.stop_consuming()
+
+            ch.basic_consume(queue_name, callback, no_ack=True)
+            ch.start_consuming(timeout=10)
+        assert held == [True]
+        assert got == bodies
+        assert not reading.paused

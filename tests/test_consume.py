@@ -425,3 +425,24 @@ async def _consume_no_ack(ch: aiorabbit.Channel, queue: str, count: int) -> list
             if len(got) == count:
                 break
     return got
+
+
+async def test_a_no_ack_backlog_of_large_bodies_is_bounded_by_its_bytes(
+    channel: aiorabbit.Channel, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counting messages alone would let 2,000 bodies of 4 MiB pile up: past
+    NO_ACK_HIGH_BYTES of bodies reading stops too, and nothing is lost."""
+    from aiorabbit import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "NO_ACK_HIGH_BYTES", 2 * 1024 * 1024)
+    bodies = [bytes([i]) * 65536 for i in range(120)]  # 7.5 MiB
+    q = (await channel.queue_declare("", exclusive=True)).queue
+    await _publish_in_order(channel.connection, q, bodies)
+    async with channel.consume(q, no_ack=True) as messages:
+        await asyncio.sleep(0.5)  # nobody iterates
+        assert channel.connection._reading.paused
+        # 2 MiB is 32 such bodies; one loop turn reads at most about 1 MiB more.
+        assert 32 <= messages.buffered <= 32 + 17
+        got = [(await messages.get(timeout=5)).body for _ in bodies]
+    assert got == bodies
+    assert not channel.connection._reading.paused

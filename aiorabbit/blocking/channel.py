@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import functools
 import logging
 import queue as queue_module
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,6 +19,7 @@ from ..exceptions import InvalidArgument, MessageAlreadySettled
 from ..message import IncomingMessage, Settle, Settler, give_back
 from ..robust import RobustChannel, RobustConsumer
 from . import _waits
+from ._handoff import Handoff
 from ._io import IOThread
 
 __all__ = ["BlockingChannel"]
@@ -252,16 +251,16 @@ class BlockingChannel:
         without one (as pika's ``consume`` does).  Leaving the loop (or
         closing the generator) cancels the consumer and requeues what it
         had not handed out; a channel error or a broker cancel is raised."""
-        # Deliveries come over in lists, one per loop turn: a thread woken
-        # per message costs more than the message.
         deliveries: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         taken: collections.deque[IncomingMessage] = collections.deque()
-        consumer = self._io.run(self._start_consumer, queue, _batching(deliveries.put), no_ack, exclusive,
-                                arguments)
+        handoff = Handoff(deliveries.put)
+        consumer = self._io.run(self._start_consumer, queue, handoff, no_ack, exclusive, arguments)
         try:
             while True:
                 if taken:
-                    yield taken.popleft()
+                    msg = taken.popleft()
+                    handoff.taken(msg)
+                    yield msg
                     continue
                 try:
                     item = _waits.get(deliveries, inactivity_timeout)
@@ -278,22 +277,23 @@ class BlockingChannel:
                 self._io.run(self._end_consumer, consumer, deliveries, list(taken))
 
     async def _start_consumer(
-        self, queue: str, put: Callable[[Any], None], no_ack: bool, exclusive: bool,
+        self, queue: str, handoff: Handoff, no_ack: bool, exclusive: bool,
         arguments: dict[str, Any] | None,
     ) -> Consumer | RobustConsumer:
-        """Start a consumer that hands each delivery to ``put`` (on the loop)
-        and its end, an exception, too."""
-        to_thread = self._to_thread
+        """Start a consumer that hands its deliveries, and its end, to
+        ``handoff`` (on the loop)."""
+        to_thread, deliver = self._to_thread, handoff.deliver
 
-        def handoff(msg: IncomingMessage) -> None:
-            put(to_thread(msg))
+        def on_message(msg: IncomingMessage) -> None:
+            deliver(to_thread(msg))
 
         def ended(consumer: Any, error: BaseException) -> None:
             if getattr(consumer, "ended", True):  # a robust consumer consumes again after a loss
-                put(error)
+                handoff.end(error)
 
         consumer = self._channel.consume(queue, no_ack=no_ack, exclusive=exclusive, arguments=arguments,
-                                         callback=handoff, on_end=ended)
+                                         callback=on_message, on_end=ended)
+        handoff.consumer = consumer  # before it starts: deliveries may follow the consume-ok at once
         await consumer.start()
         return consumer
 
@@ -325,9 +325,13 @@ class BlockingChannel:
         """Register ``callback(message)`` for the deliveries of ``queue``; it
         runs in the thread that calls :meth:`start_consuming` (or the
         connection's ``process_data_events``).  Returns the consumer tag."""
-        events = self._io.events
-        put = functools.partial(_as_event, events.put, callback)
-        consumer = self._io.run(self._start_consumer, queue, put, no_ack, exclusive, arguments)
+        put = self._io.events.put
+
+        def as_events(item: Any) -> None:  # one event per message, run by the handoff
+            _as_events(put, handoff.run, item)
+
+        handoff = Handoff(as_events, callback)
+        consumer = self._io.run(self._start_consumer, queue, handoff, no_ack, exclusive, arguments)
         tag = consumer.consumer_tag or ""
         self._consumers[tag] = consumer
         return tag
@@ -397,34 +401,11 @@ class BlockingChannel:
         return f"<aiorabbit.blocking.BlockingChannel {self._channel!r}>"
 
 
-def _batching(put: Callable[[Any], None]) -> Callable[[Any], None]:
-    """``put`` for a consumer on the loop: deliveries gathered into one list
-    per loop turn; its end (an exception) after them."""
-    batch: list[IncomingMessage] = []
-    loop: asyncio.AbstractEventLoop | None = None  # the I/O loop, known at the first delivery
-
-    def flush() -> None:
-        if batch:
-            items = batch[:]
-            batch.clear()
-            put(items)
-
-    def handoff(item: Any) -> None:
-        nonlocal loop
-        if isinstance(item, BaseException):
-            if batch:
-                flush()
-            put(item)
-            return
-        if not batch:
-            if loop is None:
-                loop = asyncio.get_running_loop()
-            loop.call_soon(flush)
-        batch.append(item)
-
-    return handoff
-
-
-def _as_event(put: Callable[[Any], None], callback: Callable[[IncomingMessage], Any], item: Any) -> None:
-    """A consumer's delivery (or end) as an event of the connection."""
-    put(item if isinstance(item, BaseException) else (callback, item))
+def _as_events(put: Callable[[Any], None], run: Callable[[IncomingMessage], None], item: Any) -> None:
+    """A consumer's deliveries (or its end) as events of the connection,
+    one per message, that ``run`` handles."""
+    if isinstance(item, BaseException):
+        put(item)
+        return
+    for msg in item:
+        put((run, msg))

@@ -75,6 +75,7 @@ class RobustConsumer:
         self._stream: bool | None = True if arguments and "x-stream-offset" in arguments else None
         self._last_offset: int | None = None
         self._consumed = False  # registered with the broker at least once
+        self._backlogged = False  # set_backlogged(True): kept across recoveries
         self._port = ConsumerRecovery(self, self._needs_resume, self._resume, self._park, self._abort,
                                       self._stop_watching, self._rename)
 
@@ -157,6 +158,14 @@ class RobustConsumer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.cancel()
+
+    def set_backlogged(self, full: bool) -> None:
+        """Stop (``True``) or resume reading for a callback consumer whose
+        messages wait elsewhere (see :meth:`aiorabbit.Consumer.set_backlogged`);
+        the state carries over to the consumer registered after a recovery."""
+        self._backlogged = full
+        if self._inner is not None:
+            self._inner.set_backlogged(full)
 
     # -- iteration -----------------------------------------------------------
 
@@ -291,6 +300,8 @@ class RobustConsumer:
         first = not self._consumed
         self._consumed = True
         self._inner = consumer
+        if self._backlogged:
+            consumer.set_backlogged(True)
         self._parked = False
         self._ready.set()
         observer = self.channel.connection.observer
