@@ -49,6 +49,7 @@ class Outbox:
         "_before_flush",
         "_flush_scheduled",
         "_gather_fd",
+        "_handing",
         "_large",
         "_loop",
         "_on_write_error",
@@ -87,8 +88,11 @@ class Outbox:
         self.error: BaseException | None = None
         #: Something was written since the heartbeat last looked.
         self.sent = False
-        #: Publishers waiting for room, woken one at a time.
+        #: Publishers waiting for room, woken one at a time, in the order
+        #: they came: while any waits (or the one woken has not written
+        #: yet), a newcomer queues behind them instead of overtaking.
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._handing = False  # a woken publisher has not passed the turn on yet
 
     def attach(self, transport: asyncio.Transport) -> None:
         """Start writing to ``transport``."""
@@ -220,7 +224,8 @@ class Outbox:
         self._large = False
 
     def _update_hold(self) -> None:
-        self.hold = self.paused or self.blocked_reason is not None or self.error is not None
+        self.hold = (self.paused or self.blocked_reason is not None or self.error is not None
+                     or self._handing or bool(self.waiters))
 
     async def wait_unblocked(self) -> None:
         """Return once the broker does not block publishing."""
@@ -232,24 +237,33 @@ class Outbox:
             await self._unblocked
 
     async def wait_writable(self) -> None:
-        """Wait while the transport's buffer is full or the broker blocks us;
-        raise :attr:`error` once publishing is refused."""
+        """Wait while the transport's buffer is full, publishers that came
+        first still wait, or the broker blocks us; raise :attr:`error` once
+        publishing is refused."""
+        my_turn = False
         while True:
             if self.error is not None:
                 raise self.error
             if self.blocked_reason is not None:
                 await self.wait_unblocked()
                 continue
-            if not self.paused:
+            if not self.paused and (my_turn or not (self.waiters or self._handing)):
                 return
             waiter = self._loop.create_future()
-            self.waiters.append(waiter)
+            if my_turn:
+                self.waiters.appendleft(waiter)  # full again before we wrote: keep our place
+            else:
+                self.waiters.append(waiter)
+            self.hold = True
+            if not self.paused and not self._handing:
+                self._loop.call_soon(self._wake_next)  # nobody else would start the turns
             try:
                 await waiter
             finally:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                     # Our turn: pass it on once we have written (or at once,
                     # if we were cancelled in the meantime).
+                    my_turn = True
                     self._loop.call_soon(self._wake_next)
                 elif not waiter.done():
                     waiter.cancel()  # skipped by _wake_next
@@ -260,9 +274,11 @@ class Outbox:
         wakes publishers only until the buffer is full again, not all of
         them (which would cost a wake-up per waiter per resume)."""
         waiters = self.waiters
+        self._handing = False
         while waiters and not self.paused:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
-
+                self._handing = True
+                break
+        self._update_hold()

@@ -374,3 +374,37 @@ async def test_malformed_frame_from_server_fails_cleanly(garbage: bytes, needle:
         with pytest.raises(aiorabbit.ProtocolViolation):
             await ch.basic_get(q)
         await conn.close()
+
+
+async def test_publishers_write_in_the_order_they_started_across_a_full_socket(amqp_url: str) -> None:
+    """While publishers wait for the transport to drain, one that comes
+    later queues behind them instead of overtaking them when it resumes:
+    messages reach the broker in the order their publishes started."""
+    async with Proxy("127.0.0.1", 5672) as proxy:
+        conn = await aiorabbit.connect(proxy.url)
+        ch = await conn.channel()
+        q = (await ch.queue_declare("", exclusive=True)).queue
+        proxy.stall(upstream=True, downstream=False)
+        pad = b"x" * 256 * 1024
+
+        def publish(i: int) -> asyncio.Future[None]:
+            return asyncio.ensure_future(ch.basic_publish(b"%06d" % i + pad, routing_key=q))
+
+        early = [publish(i) for i in range(40)]
+        await asyncio.sleep(1.0)
+        assert conn._outbox.paused and len(conn._outbox.waiters) >= 10
+        proxy.resume()
+        late = []
+        for i in range(40, 80):  # while the early ones are woken one at a time
+            await asyncio.sleep(0)
+            late.append(publish(i))
+        await asyncio.wait_for(asyncio.gather(*early, *late), 30)
+        assert not conn._outbox.waiters and not conn._outbox.hold
+        order = []
+        async with ch.consume(q, no_ack=True) as messages:
+            async for msg in messages:
+                order.append(int(msg.body[:6]))
+                if len(order) == 80:
+                    break
+        assert order == list(range(80))
+        await conn.close()
