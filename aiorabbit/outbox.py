@@ -49,7 +49,6 @@ class Outbox:
         "_before_flush",
         "_flush_scheduled",
         "_gather_fd",
-        "_handing",
         "_large",
         "_loop",
         "_on_write_error",
@@ -57,6 +56,7 @@ class Outbox:
         "_size",
         "_transport",
         "_unblocked",
+        "_woken",
         "blocked_reason",
         "error",
         "hold",
@@ -92,7 +92,7 @@ class Outbox:
         #: they came: while any waits (or the one woken has not written
         #: yet), a newcomer queues behind them instead of overtaking.
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._handing = False  # a woken publisher has not passed the turn on yet
+        self._woken = 0  # publishers woken that have not written yet
 
     def attach(self, transport: asyncio.Transport) -> None:
         """Start writing to ``transport``."""
@@ -225,7 +225,7 @@ class Outbox:
 
     def _update_hold(self) -> None:
         self.hold = (self.paused or self.blocked_reason is not None or self.error is not None
-                     or self._handing or bool(self.waiters))
+                     or self._woken > 0 or bool(self.waiters))
 
     async def wait_unblocked(self) -> None:
         """Return once the broker does not block publishing."""
@@ -247,7 +247,7 @@ class Outbox:
             if self.blocked_reason is not None:
                 await self.wait_unblocked()
                 continue
-            if not self.paused and (my_turn or not (self.waiters or self._handing)):
+            if not self.paused and (my_turn or not (self.waiters or self._woken)):
                 return
             waiter = self._loop.create_future()
             if my_turn:
@@ -255,15 +255,17 @@ class Outbox:
             else:
                 self.waiters.append(waiter)
             self.hold = True
-            if not self.paused and not self._handing:
+            if not self.paused and not self._woken:
                 self._loop.call_soon(self._wake_next)  # nobody else would start the turns
             try:
                 await waiter
             finally:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    # Our turn: pass it on once we have written (or at once,
-                    # if we were cancelled in the meantime).
+                    # Our turn: we write in this step (or were cancelled);
+                    # the next one's comes after it.
                     my_turn = True
+                    self._woken -= 1
+                    self._update_hold()
                     self._loop.call_soon(self._wake_next)
                 elif not waiter.done():
                     waiter.cancel()  # skipped by _wake_next
@@ -272,13 +274,17 @@ class Outbox:
         """Hand the turn to the next waiting publisher while the transport
         takes more.  Each one passes it on after it has written, so a resume
         wakes publishers only until the buffer is full again, not all of
-        them (which would cost a wake-up per waiter per resume)."""
+        them (which would cost a wake-up per waiter per resume).  Only one
+        is woken at a time: one that finds the buffer full again goes back
+        to the head of the queue, which keeps the order only if it is the
+        only one."""
+        if self._woken:
+            return  # one at a time: the one woken passes the turn on itself
         waiters = self.waiters
-        self._handing = False
         while waiters and not self.paused:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                self._handing = True
+                self._woken += 1
                 break
         self._update_hold()
