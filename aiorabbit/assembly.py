@@ -32,14 +32,15 @@ ContentCallback = Callable[[Method, bytes, bytes], None]
 class Assembler:
     """Turns one channel's content frames into ``(method, body, properties)``."""
 
-    __slots__ = ("_buf", "_error", "_got", "_max_body", "_number", "_on_content", "_props", "_scratch",
-                 "method", "size")
+    __slots__ = ("_buf", "_error", "_got", "_number", "_on_content", "_props", "_scratch",
+                 "max_body", "method", "size")
 
     def __init__(
         self, number: int, max_body: int, on_content: ContentCallback, on_error: Callable[[AMQPError], None]
     ) -> None:
         self._number = number
-        self._max_body = max_body
+        #: The largest body accepted (``max_body_size``).
+        self.max_body = max_body
         self._on_content = on_content
         self._error = on_error
         #: The method whose content is being received, or ``None``.
@@ -66,10 +67,10 @@ class Assembler:
         if self.method is None or self.size != _HEADER_DUE:
             self._fail("unexpected content header")
             return
-        if body_size > self._max_body:
+        if body_size > self.max_body:
             self._error(BodyTooLarge(
                 f"channel {self._number}: a message of {body_size} bytes exceeds "
-                f"max_body_size ({self._max_body} bytes)"
+                f"max_body_size ({self.max_body} bytes)"
             ))
             return
         self._props = props

@@ -139,8 +139,8 @@ class Channel(Declarations):
         }
         self._port = ChannelPort(
             self._on_method, self._content.header, self._content.body, self._content.body_target,
-            self._content.receiving_large_body, self._content.body_placed, self._awaits_frame,
-            self._open, self._set_closed,
+            self._content.receiving_large_body, self._content.body_placed, self._on_delivery,
+            self._awaits_frame, self._open, self._set_closed,
         )
         link.attach(number, self._port)
 
@@ -696,6 +696,18 @@ class Channel(Declarations):
             self._protocol_error(f"unexpected {method.NAME}")
             return
         handler(method)
+
+    def _on_delivery(self, method: Method, props: bytes, body: memoryview) -> None:
+        """A delivery, its content header and its body frame at once: what
+        the three frames one by one would do, with less on the way."""
+        content = self._content
+        if content.method is None and len(body) <= content.max_body:
+            self._on_content(method, bytes(body), props)  # the one copy of the body
+            return
+        self._on_method(method)  # mid-content, too large: the usual errors
+        content.header(len(body), props)
+        if body:
+            content.body(body)
 
     def _on_content(self, method: Method, body: bytes, props: bytes) -> None:
         if type(method) is m.BasicDeliver:

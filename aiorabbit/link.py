@@ -36,6 +36,8 @@ class ChannelPort(NamedTuple):
     receiving_large_body: Callable[[], bool]
     #: ``n`` bytes were read into the body target.
     body_placed: Callable[[int], None]
+    #: A delivery with its header and whole body (the parser's fast path).
+    on_delivery: Callable[[Method, bytes, memoryview], None]
     #: True while a reply or a confirm is due on the channel.
     awaits_frame: Callable[[], bool]
     #: Send ``channel.open`` and wait for open-ok.

@@ -202,5 +202,10 @@ class Router:
         if port is not None:
             port.on_body(chunk)
 
+    def on_delivery(self, channel: int, method: Method, props: bytes, body: memoryview) -> None:
+        port = self.ports.get(channel)
+        if port is not None:
+            port.on_delivery(method, props, body)
+
     def on_heartbeat(self) -> None:
         pass  # any received byte already counts as life
