@@ -287,7 +287,9 @@ class FrameParser:
         if (kind != FRAME_HEADER or to != channel or size < 14 or stop >= end
                 or size + 8 > self._frame_max or view[stop] != FRAME_END):
             return 0
-        body_size = _HEADER_ARGS.unpack_from(view, pos + 7)[2]
+        class_id, _weight, body_size = _HEADER_ARGS.unpack_from(view, pos + 7)
+        if class_id != BasicDeliver.CLASS_ID:  # reported as is by the usual way
+            return 0
         props_at, props_end = pos + 19, stop
         pos = stop + 1
         if body_size:
