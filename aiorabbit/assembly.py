@@ -4,35 +4,53 @@ become one message body.
 A channel owns one :class:`Assembler`; the connection's frame router hands
 it the header and body frames of that channel.  A body that arrives in one
 frame is copied once, into the ``bytes`` the application gets.  A larger
-one is assembled in a reused buffer, or read straight into it by the
-protocol (see :class:`~aiorabbit.protocol.Protocol`), and copied once at the end.
+one is assembled in a buffer, or read straight into it by the protocol
+(see :class:`~aiorabbit.protocol.Protocol`), and handed over in that
+buffer, not copied: an :class:`~aiorabbit.message.AssembledMessage` gives
+it as a view, and copies it into ``bytes`` only if the application asks.
+Buffers come from a small pool: one is used again once nothing refers to
+it any more (the message that held it and any view of its body are gone),
+which keeps a stream of large bodies from paying for fresh memory each.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from .codec import Method
 from .codec.properties import NO_PROPERTIES
 from .exceptions import AMQPError, BodyTooLarge, ProtocolError
+from .message import AssembledMessage
 
 __all__ = ["Assembler", "DIRECT_READ_MIN"]
 
 #: A body whose frame still has this much to come is read straight into its
 #: assembly buffer; less is not worth a read of its own.
 DIRECT_READ_MIN = 32 * 1024
-# Assembly buffers up to this size are kept for the channel's next body.
+# Assembly buffers up to this size are kept for the channel's next bodies ...
 _SCRATCH_MAX = 8 * 1024 * 1024
+# ... at most this many of them.
+_POOL_MAX = 4
+# ``sys.getrefcount`` of a pooled buffer nothing else refers to, seen from
+# the loop over the pool: the pool's reference, the loop variable's and the
+# call's own.  (No reuse where refcounts do not exist.)
+_FREE_REFS = 3
+_refcount: Callable[[Any], int] | None = getattr(sys, "getrefcount", None)
 # ``size`` while the content header is due.
 _HEADER_DUE = -1
 
-ContentCallback = Callable[[Method, bytes, bytes], None]
+#: ``(method, body, raw_properties, message_class)``: ``body`` is ``bytes``,
+#: or a read-only ``memoryview`` of the buffer a large body was assembled in
+#: (then ``message_class`` is :class:`~aiorabbit.message.AssembledMessage`).
+ContentCallback = Callable[..., None]
 
 
 class Assembler:
     """Turns one channel's content frames into ``(method, body, properties)``."""
 
-    __slots__ = ("_buf", "_error", "_got", "_number", "_on_content", "_props", "_scratch",
+    __slots__ = ("_buf", "_error", "_got", "_number", "_on_content", "_pool", "_props",
                  "max_body", "method", "size")
 
     def __init__(
@@ -50,7 +68,7 @@ class Assembler:
         self._props = NO_PROPERTIES
         self._buf: bytearray | None = None  # a body arriving in parts
         self._got = 0
-        self._scratch = bytearray()
+        self._pool: list[bytearray] = []  # buffers handed over before, for reuse
 
     def start(self, method: Method) -> None:
         """``method`` (deliver, get-ok, return) has content to come."""
@@ -127,12 +145,7 @@ class Assembler:
         buf = self._buf
         if buf is None:
             size = self.size
-            buf = self._scratch
-            if len(buf) < size:
-                if size <= _SCRATCH_MAX:
-                    buf = self._scratch = bytearray(size)
-                else:
-                    buf = bytearray(max(need, _SCRATCH_MAX))
+            buf = self._free_buffer(size) if size <= _SCRATCH_MAX else bytearray(max(need, _SCRATCH_MAX))
             self._buf = buf
         if len(buf) < need:
             got = self._got
@@ -141,12 +154,32 @@ class Assembler:
             self._buf = buf = grown
         return buf
 
+    def _free_buffer(self, size: int) -> bytearray:
+        """A pooled buffer of at least ``size`` bytes that nothing refers to
+        any more, else a new one (pooled if there is room)."""
+        pool = self._pool
+        if _refcount is not None:
+            for buf in pool:
+                if len(buf) >= size and _refcount(buf) == _FREE_REFS:
+                    return buf
+        buf = bytearray(size)
+        if len(pool) >= _POOL_MAX:
+            # Make room: the smallest buffer goes (it is freed once its
+            # message is).
+            pool.remove(min(pool, key=len))
+        pool.append(buf)
+        return buf
+
     def _finish_assembled(self) -> None:
         buf, size = self._buf, self.size
         assert buf is not None
         self._buf = None
-        # The one copy of the body (its bytes were read into ``buf``).
-        self._finish(bytes(buf) if len(buf) == size else bytes(memoryview(buf)[:size]))
+        method = self.method
+        assert method is not None
+        self.method = None
+        self.size = 0
+        # Handed over in its buffer: no copy (see the module's docstring).
+        self._on_content(method, memoryview(buf)[:size].toreadonly(), self._props, AssembledMessage)
 
     def _finish(self, body: bytes) -> None:
         method = self.method

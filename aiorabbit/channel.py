@@ -709,7 +709,8 @@ class Channel(Declarations):
         if body:
             content.body(body)
 
-    def _on_content(self, method: Method, body: bytes, props: bytes) -> None:
+    def _on_content(self, method: Method, body: bytes, props: bytes,
+                    message: type[IncomingMessage] = IncomingMessage) -> None:
         if type(method) is m.BasicDeliver:
             port = self._consumers.get(method.consumer_tag)
             if port is None:
@@ -720,7 +721,7 @@ class Channel(Declarations):
                 return
             if not port.no_ack:
                 self._acks.delivered(method.delivery_tag)
-            port.deliver(IncomingMessage(
+            port.deliver(message(
                 self, body, props, method.delivery_tag, method.redelivered, method.exchange,
                 method.routing_key, method.consumer_tag, None, port.no_ack, self._settle_message,
             ))
@@ -728,13 +729,13 @@ class Channel(Declarations):
             no_ack = isinstance(self._rpc_request, m.BasicGet) and self._rpc_request.no_ack
             if not no_ack:
                 self._acks.delivered(method.delivery_tag)
-            self._complete_rpc(IncomingMessage(
+            self._complete_rpc(message(
                 self, body, props, method.delivery_tag, method.redelivered, method.exchange,
                 method.routing_key, None, method.message_count, no_ack, self._settle_message,
             ))
         else:
             assert isinstance(method, m.BasicReturn)
-            self._on_return(method, body, props)
+            self._on_return(method, body if type(body) is bytes else bytes(body), props)
 
     def _on_flow(self, method: m.ChannelFlow) -> None:
         self._out.send_method(self.number, m.ChannelFlowOk(active=method.active))

@@ -256,7 +256,7 @@ class Consumer:
             waiter.set_result(None)
         if self.no_ack:
             high = NO_ACK_HIGH_WATER
-            size = len(msg.body)
+            size = msg.body_size
             if size * NO_ACK_HIGH_WATER > NO_ACK_HIGH_BYTES:  # large bodies: bound the bytes
                 high = max(2, NO_ACK_HIGH_BYTES // size)
             if len(buffer) >= high:

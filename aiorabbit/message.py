@@ -11,7 +11,7 @@ from .codec.properties import NO_PROPERTIES, Properties
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["IncomingMessage", "ReturnedMessage", "Settle", "Settler", "give_back"]
+__all__ = ["AssembledMessage", "IncomingMessage", "ReturnedMessage", "Settle", "Settler", "give_back"]
 
 
 class Settle(enum.IntEnum):
@@ -147,6 +147,21 @@ class IncomingMessage(_Content):
         return self._channel
 
     @property
+    def body_view(self) -> bytes | memoryview:
+        """The body without a copy, for ``len()``, slicing, writing to a
+        file or a socket, or ``bytes()``: ``body`` itself, or, for a body
+        that arrived in several frames (larger than the connection's
+        ``frame_max``, 128 KiB by default), a read-only view of the buffer
+        it was read into, which ``body`` copies on first use.  At several
+        MB a message that copy costs about as much as receiving it."""
+        return self.body
+
+    @property
+    def body_size(self) -> int:
+        """The body's length in bytes (without copying a large body)."""
+        return len(self.body)
+
+    @property
     def delivery_count(self) -> int:
         """How many times a quorum queue delivered this message before and
         got it back (its ``x-delivery-count`` header): 0 on a first
@@ -195,8 +210,46 @@ class IncomingMessage(_Content):
     def __repr__(self) -> str:
         return (
             f"<IncomingMessage tag={self.delivery_tag} exchange={self.exchange!r} "
-            f"routing_key={self.routing_key!r} body={len(self.body)} bytes>"
+            f"routing_key={self.routing_key!r} body={self.body_size} bytes>"
         )
+
+
+class AssembledMessage(IncomingMessage):
+    """An :class:`IncomingMessage` whose body arrived in several frames and
+    stays in the buffer it was read into: :attr:`body_view` gives it
+    without a copy, ``body`` copies it into ``bytes`` on first use.  The
+    buffer is the message's own: the connection reuses it only once nothing
+    refers to it any more (the message, or a view of its body)."""
+
+    __slots__ = ("_copy", "_view")
+
+    _view: memoryview
+    _copy: bytes | None
+
+    @property
+    def body(self) -> bytes:
+        """The body as ``bytes`` (copied from its buffer the first time)."""
+        copy = self._copy
+        if copy is None:
+            copy = self._copy = self._view.tobytes()
+        return copy
+
+    @body.setter
+    def body(self, value: bytes | memoryview) -> None:
+        if type(value) is memoryview:
+            self._view, self._copy = value, None
+        else:
+            self._view, self._copy = memoryview(value), bytes(value)
+
+    @property
+    def body_view(self) -> memoryview:
+        """The body, a read-only view of its buffer (no copy)."""
+        return self._view
+
+    @property
+    def body_size(self) -> int:
+        """The body's length in bytes."""
+        return self._view.nbytes
 
 
 class ReturnedMessage(_Content):

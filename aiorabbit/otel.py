@@ -295,7 +295,7 @@ class OpenTelemetryObserver(Observer):
         destination = _consumer_destination(message.exchange, message.routing_key, queue)
         self._destination(attrs, message.exchange, destination)
         props = message.properties
-        self._message(attrs, message.routing_key, props.message_id, props.correlation_id, len(message.body))
+        self._message(attrs, message.routing_key, props.message_id, props.correlation_id, message.body_size)
         attrs["messaging.rabbitmq.message.delivery_tag"] = message.delivery_tag
         if queue:
             attrs["aiorabbit.queue"] = queue

@@ -446,3 +446,69 @@ async def test_a_no_ack_backlog_of_large_bodies_is_bounded_by_its_bytes(
         got = [(await messages.get(timeout=5)).body for _ in bodies]
     assert got == bodies
     assert not channel.connection._reading.paused
+
+
+async def test_a_large_body_stays_in_its_buffer_until_it_is_asked_for(
+    channel: aiorabbit.Channel, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A body of several frames arrives as a read-only view of the buffer it
+    was read into (``body_view``); ``body`` copies it once.  A buffer is
+    used again only when nothing refers to it: bodies held by the
+    application never change under it."""
+    from aiorabbit import assembly
+    from aiorabbit.message import AssembledMessage
+
+    allocated: list[int] = []
+
+    def counted(size: int) -> bytearray:
+        allocated.append(size)
+        return bytearray(size)
+
+    monkeypatch.setattr(assembly, "bytearray", counted, raising=False)  # the module's allocations only
+
+    q = (await channel.queue_declare("", exclusive=True)).queue
+    bodies = [bytes([i]) * 1_000_000 for i in range(12)]  # one size: any free buffer fits
+    await _publish_in_order(channel.connection, q, bodies)
+    held: list[aiorabbit.IncomingMessage] = []
+    async with channel.consume(q, no_ack=True) as messages:
+        for i, expected in enumerate(bodies):
+            msg = await messages.get(timeout=10)
+            assert isinstance(msg, AssembledMessage)
+            view = msg.body_view
+            assert isinstance(view, memoryview) and view.readonly and msg.body_size == len(expected)
+            with pytest.raises(TypeError):
+                view[0] = 0  # type: ignore[index]
+            if i % 3 == 0:
+                held.append(msg)  # kept: its buffer must never be reused
+            else:
+                assert view == expected
+                assert msg.body == expected and type(msg.body) is bytes and msg.body is msg.body
+            del msg, view
+    for msg in held:
+        assert msg.body_view == bodies[msg.delivery_tag - 1]
+        assert msg.body == bodies[msg.delivery_tag - 1]
+    # Buffers were used again: one for each held message, and a couple
+    # that the others took in turn...
+    assert len(held) == 4 and len(allocated) <= len(held) + 3
+    # ...but never one a held message still had (checked above: their
+    # bodies did not change while later ones arrived).
+    assert len({id(msg.body_view.obj) for msg in held}) == len(held)
+
+
+async def test_large_bodies_of_get_and_return_are_whole(channel: aiorabbit.Channel) -> None:
+    from aiorabbit.message import AssembledMessage
+
+    q = (await channel.queue_declare("", exclusive=True)).queue
+    body = bytes(range(256)) * 2000  # 512,000 bytes: four frames
+    await _publish_in_order(channel.connection, q, [body])
+    got = await channel.basic_get(q, no_ack=True)
+    assert isinstance(got, AssembledMessage) and got.body == body and bytes(got.body_view) == body
+    returned: list[aiorabbit.ReturnedMessage] = []
+    ch = await channel.connection.channel(on_return=returned.append)
+    await ch.basic_publish(body, routing_key=f"nowhere-{q}", mandatory=True)
+    for _ in range(100):
+        if returned:
+            break
+        await asyncio.sleep(0.05)
+    assert len(returned) == 1 and type(returned[0].body) is bytes and returned[0].body == body
+    await ch.close()

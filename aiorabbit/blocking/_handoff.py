@@ -85,7 +85,7 @@ class Handoff:
             return
         self._batch = []
         self._given += len(items)
-        self._given_bytes += sum(len(msg.body) for msg in items)
+        self._given_bytes += sum(msg.body_size for msg in items)
         # Held before the taking thread can see the list, so that the take
         # which drains it finds the hold and asks for reading again.
         if self._over(1) and self.consumer is not None:
@@ -109,7 +109,7 @@ class Handoff:
         """``msg`` went to the application: once half the bound is free
         again, the loop reads again."""
         self._taken += 1
-        self._taken_bytes += len(msg.body)
+        self._taken_bytes += msg.body_size
         if self._full and not self._resume_asked and not self._over(2):
             self._resume_asked = True
             loop = self._loop
