@@ -37,7 +37,7 @@ from .connection import Connection, connect
 from .consumer import Consumer
 from .exceptions import *  # noqa: F403
 from .exceptions import __all__ as _exception_names
-from .message import IncomingMessage, ReturnedMessage
+from .message import AssembledMessage, IncomingMessage, ReturnedMessage
 from .parameters import ConnectionParameters
 from .publisher import OutgoingMessage, Publisher
 from .robust import DeclaredQueue, RobustChannel, RobustConnection, RobustConsumer, connect_robust
@@ -66,6 +66,7 @@ __all__ = [
     "DeliveryMode",
     "Properties",
     "IncomingMessage",
+    "AssembledMessage",
     "ReturnedMessage",
     "Float32",
     "Int8",
