@@ -24,11 +24,15 @@ from .codec.properties import NO_PROPERTIES
 from .exceptions import AMQPError, BodyTooLarge, ProtocolError
 from .message import AssembledMessage
 
-__all__ = ["Assembler", "DIRECT_READ_MIN"]
+__all__ = ["Assembler", "DIRECT_READ_MIN", "HEAD_ROOM"]
 
 #: A body whose frame still has this much to come is read straight into its
 #: assembly buffer; less is not worth a read of its own.
 DIRECT_READ_MIN = 32 * 1024
+#: Bytes past a frame's payload that a direct read may take too: the frame's
+#: end octet and the next frame's head, read with the payload instead of
+#: by a read of their own.  Buffers have this much room after the body.
+HEAD_ROOM = 8
 # Assembly buffers up to this size are kept for the channel's next bodies ...
 _SCRATCH_MAX = 8 * 1024 * 1024
 # ... at most this many of them.
@@ -122,11 +126,13 @@ class Assembler:
 
     def body_target(self, size: int) -> memoryview | None:
         """Where the next ``size`` bytes of the body being received should
-        go (``None`` if they do not belong to a body in progress)."""
+        go (``None`` if they do not belong to a body in progress), followed
+        by up to ``HEAD_ROOM`` bytes of room that the body does not use."""
         got = self._got
         if self.method is None or self.size < 0 or got + size > self.size:
             return None
-        return memoryview(self._assembly(got + size))[got : got + size]
+        buf = self._assembly(got + size)
+        return memoryview(buf)[got : min(len(buf), got + size + HEAD_ROOM)]
 
     def receiving_large_body(self) -> bool:
         """True between the frames of a body with a direct read's worth to come."""
@@ -160,9 +166,9 @@ class Assembler:
         pool = self._pool
         if _refcount is not None:
             for buf in pool:
-                if len(buf) >= size and _refcount(buf) == _FREE_REFS:
+                if len(buf) >= size + HEAD_ROOM and _refcount(buf) == _FREE_REFS:
                     return buf
-        buf = bytearray(size)
+        buf = bytearray(size + HEAD_ROOM)
         if len(pool) >= _POOL_MAX:
             # Make room: the smallest buffer goes (it is freed once its
             # message is).

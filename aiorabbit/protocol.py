@@ -65,8 +65,8 @@ class Protocol(asyncio.BufferedProtocol):
     all, into the message's ``bytes``.
     """
 
-    __slots__ = ("_direct", "_short_reads", "_turn_bytes", "_view", "events", "feed", "parser", "received",
-                 "router")
+    __slots__ = ("_direct", "_direct_due", "_direct_view", "_short_reads", "_turn_bytes", "_view", "events",
+                 "feed", "parser", "received", "router")
 
     def __init__(self, events: Events, parser: FrameParser, router: Router) -> None:
         self.events = events
@@ -77,6 +77,8 @@ class Protocol(asyncio.BufferedProtocol):
         self.feed = parser.feed_into
         self._view = memoryview(bytearray(_READ_SIZE))
         self._direct = -1  # the channel whose body the pending read fills, if any
+        self._direct_due = 0  # the payload bytes of that read; past them, the next frame's head
+        self._direct_view: memoryview | None = None
         self._short_reads = 0
         self._turn_bytes = 0  # read since this loop turn began
 
@@ -90,6 +92,7 @@ class Protocol(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         self._direct = -1
+        self._direct_view = None
         try:
             return self._next_buffer()
         except Exception as exc:  # never out of a transport callback
@@ -108,7 +111,11 @@ class Protocol(asyncio.BufferedProtocol):
             large = due >= DIRECT_READ_MIN or port.receiving_large_body()
             target = port.body_target(due) if large else None
             if target is not None:
+                # The target has room for the frame's end octet and the
+                # next frame's head after the payload: one read, not two.
                 self._direct = channel
+                self._direct_due = due
+                self._direct_view = target
                 return target
         elif parser.frame_max >= DIRECT_READ_MIN + 8 and port.receiving_large_body():
             # Between two frames of a large body: read just up to the next
@@ -134,10 +141,18 @@ class Protocol(asyncio.BufferedProtocol):
                     self._resize(nbytes)
                 return
             self._direct = -1
+            due, target = self._direct_due, self._direct_view
+            self._direct_view = None  # a view would keep the body's buffer from being reused
+            head = b""
+            if nbytes > due and target is not None:
+                head = bytes(target[due:nbytes])
+                nbytes = due
             self.parser.body_placed(nbytes)
             port = self.router.ports.get(channel)
             if port is not None:
                 port.body_placed(nbytes)
+            if head:
+                self.feed(head, self.router)
         except ProtocolError as exc:  # FrameError included
             self.events.protocol_failure(exc)
         except Exception as exc:  # never out of a transport callback
