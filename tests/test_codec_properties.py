@@ -438,7 +438,8 @@ def _pamqp_properties(fields: dict) -> pamqp.commands.Basic.Properties:
 def _our_header_frame(channel: int, body_size: int, props: Properties) -> bytes:
     out: list = []
     encode_content_frames(channel, 60, b"x" * body_size, props.encode(), 131072, out)
-    return out[0]
+    # The header frame; a one-frame body's head follows it in the same part.
+    return out[0][: 7 + int.from_bytes(out[0][3:7], "big") + 1]
 
 
 def test_pamqp_fixture_all_properties():

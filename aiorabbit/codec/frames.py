@@ -52,6 +52,11 @@ _END = b"\xce"
 
 _FRAME_HEAD = struct.Struct(">BHI")
 _CONTENT_HEAD = struct.Struct(">BHIHHQ")  # frame head + class, weight, body size
+# A content header without properties, its end octet and the head of the
+# one body frame after it: one pack for the most common small message.
+_BARE_CONTENT_HEAD = struct.Struct(">BHIHHQHBBHI")
+_END_AND_BODY_HEAD = struct.Struct(">BBHI")  # a header's end octet, then a body frame head
+_NO_PROPERTIES = b"\x00\x00"
 _HEADER_ARGS = struct.Struct(">HHQ")
 _METHOD_IDS = struct.Struct(">HH")
 _UNLIMITED = 0xFFFFFFFF
@@ -422,18 +427,23 @@ def encode_content_frames(
         )
     if limit <= 8:
         raise InvalidArgument(f"frame_max {frame_max} is too small")
+    chunk = limit - 8
+    if 0 < size <= chunk:  # one body frame: its head goes with the header
+        if properties == _NO_PROPERTIES:
+            out.append(_BARE_CONTENT_HEAD.pack(FRAME_HEADER, channel, 14, class_id, 0, size, 0,
+                                               FRAME_END, FRAME_BODY, channel, size))
+        else:
+            out.append(_CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), class_id, 0, size)
+                       + properties + _END_AND_BODY_HEAD.pack(FRAME_END, FRAME_BODY, channel, size))
+        out.append(body)
+        out.append(_END)
+        return
     out.append(
         _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), class_id, 0, size)
         + properties
         + _END
     )
     if not size:
-        return
-    chunk = limit - 8
-    if size <= chunk:
-        out.append(_FRAME_HEAD.pack(FRAME_BODY, channel, size))
-        out.append(body)
-        out.append(_END)
         return
     view = body if isinstance(body, memoryview) else memoryview(body)
     if view.ndim != 1 or view.itemsize != 1:
