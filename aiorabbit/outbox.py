@@ -170,10 +170,15 @@ class Outbox:
         try:
             if len(out) == 1:
                 transport.write(out[0])
-            elif large and self._gather_fd >= 0:
-                write_gathered(transport, self._gather_fd, out)
+            elif large:
+                if self._gather_fd >= 0:
+                    write_gathered(transport, self._gather_fd, out)
+                else:  # uvloop, TLS, Python 3.12+: they gather without a copy
+                    transport.writelines(out)
             else:
-                transport.writelines(out)
+                # Small frames, joined here: the stdlib transport joins them
+                # too, and uvloop's writelines costs more per part than a copy.
+                transport.write(b"".join(out))
         except Exception as exc:
             # Bodies are checked when published, so this is not one bad
             # message: part of the batch may be on the wire and the stream
