@@ -36,6 +36,11 @@ ZERO_COPY_MIN = 64 * 1024
 #: them at a quarter of it): enough to keep the socket busy while they wake
 #: up, small enough that a slow broker cannot make us buffer without bound.
 WRITE_HIGH = 1024 * 1024
+#: Publishers woken together when the transport drains: each writes, in
+#: the order they came, until the buffer is full again; the others go back
+#: to the head of the queue.  One at a time would cost two loop turns per
+#: publisher while many wait.
+WAKE_BATCH = 32
 
 
 class Outbox:
@@ -53,6 +58,7 @@ class Outbox:
         "_loop",
         "_on_write_error",
         "_parts",
+        "_requeue_at",
         "_size",
         "_transport",
         "_unblocked",
@@ -93,6 +99,7 @@ class Outbox:
         #: yet), a newcomer queues behind them instead of overtaking.
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._woken = 0  # publishers woken that have not written yet
+        self._requeue_at = 0  # where the next woken one that finds no room goes back
 
     def attach(self, transport: asyncio.Transport) -> None:
         """Start writing to ``transport``."""
@@ -256,7 +263,10 @@ class Outbox:
                 return
             waiter = self._loop.create_future()
             if my_turn:
-                self.waiters.appendleft(waiter)  # full again before we wrote: keep our place
+                # Full again before we wrote: back to the head, behind the
+                # ones woken with us that went back before us.
+                self.waiters.insert(self._requeue_at, waiter)
+                self._requeue_at += 1
             else:
                 self.waiters.append(waiter)
             self.hold = True
@@ -267,29 +277,29 @@ class Outbox:
             finally:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                     # Our turn: we write in this step (or were cancelled);
-                    # the next one's comes after it.
+                    # the next ones' come after the last of this batch.
                     my_turn = True
                     self._woken -= 1
                     self._update_hold()
-                    self._loop.call_soon(self._wake_next)
+                    if not self._woken:
+                        self._loop.call_soon(self._wake_next)
                 elif not waiter.done():
                     waiter.cancel()  # skipped by _wake_next
 
     def _wake_next(self) -> None:
-        """Hand the turn to the next waiting publisher while the transport
-        takes more.  Each one passes it on after it has written, so a resume
-        wakes publishers only until the buffer is full again, not all of
-        them (which would cost a wake-up per waiter per resume).  Only one
-        is woken at a time: one that finds the buffer full again goes back
-        to the head of the queue, which keeps the order only if it is the
-        only one."""
+        """Hand the turn to the next ``WAKE_BATCH`` waiting publishers while
+        the transport takes more.  They run in the order they came; the last
+        of them passes the turn on, so a resume wakes publishers only about
+        as far as the buffer has room, not all of them (a wake-up per waiter
+        per resume).  A batch at a time: one that finds the buffer full
+        again goes back to the head, in order with the others of its batch."""
         if self._woken:
-            return  # one at a time: the one woken passes the turn on itself
+            return  # a batch is on its way: its last one passes the turn on
+        self._requeue_at = 0
         waiters = self.waiters
-        while waiters and not self.paused:
+        while waiters and not self.paused and self._woken < WAKE_BATCH:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 self._woken += 1
-                break
         self._update_hold()
