@@ -261,7 +261,7 @@ class Consumer:
                 high = max(2, NO_ACK_HIGH_BYTES // size)
             if len(buffer) >= high:
                 self._resume_below = high // 2
-                self._backlog(True)
+                self.set_backlogged(True)
 
     def set_backlogged(self, full: bool) -> None:
         """For a callback consumer that hands its messages on (to a thread,
@@ -269,9 +269,6 @@ class Consumer:
         connection stops reading from the socket, as it does for a
         ``no_ack`` iterator past its bound, until ``set_backlogged(False)``.
         It reads on while a reply, a confirm or a close-ok is due."""
-        self._backlog(full)
-
-    def _backlog(self, full: bool) -> None:
         if not full:
             if self._reading_paused:
                 self._reading_paused = False
@@ -300,7 +297,7 @@ class Consumer:
                     for msg in self._buffer:
                         self._obs.delivery_dropped(self, msg, exc)
                 self._buffer.clear()
-        self._backlog(False)
+        self.set_backlogged(False)
         self._wake()
 
     def _log_fields(self, reply_code: int | None = None) -> dict[str, Any]:
@@ -315,7 +312,7 @@ class Consumer:
 
     def _return_buffered(self) -> None:
         buffer = self._buffer
-        self._backlog(False)
+        self.set_backlogged(False)
         if self.no_ack or not self.channel.is_open:
             buffer.clear()
             return

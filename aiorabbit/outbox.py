@@ -94,9 +94,9 @@ class Outbox:
         self.error: BaseException | None = None
         #: Something was written since the heartbeat last looked.
         self.sent = False
-        #: Publishers waiting for room, woken one at a time, in the order
-        #: they came: while any waits (or the one woken has not written
-        #: yet), a newcomer queues behind them instead of overtaking.
+        #: Publishers waiting for room, woken ``WAKE_BATCH`` at a time, in
+        #: the order they came: while any waits (or one woken has not
+        #: written yet), a newcomer queues behind them instead of overtaking.
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._woken = 0  # publishers woken that have not written yet
         self._requeue_at = 0  # where the next woken one that finds no room goes back

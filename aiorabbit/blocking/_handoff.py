@@ -36,7 +36,10 @@ class Handoff:
 
     ``put`` (called on the loop) passes a list of deliveries, or the
     consumer's end (an exception), to the taking side, which calls
-    :meth:`taken` for every delivery it hands to the application.
+    :meth:`taken` for every delivery it hands to the application.  With a
+    ``callback`` (``basic_consume``), each delivery goes to ``put`` on its
+    own instead, as the event ``(run, message)``: :meth:`run` takes it and
+    calls the callback.
     """
 
     __slots__ = ("_batch", "_full", "_given", "_given_bytes", "_loop", "_put", "_resume_asked",
@@ -55,11 +58,6 @@ class Handoff:
         self._taken = self._taken_bytes = 0  # written by the taking thread only
         self._full = False  # reading held (loop only)
         self._resume_asked = False
-
-    @property
-    def waiting(self) -> int:
-        """Deliveries handed over and not yet taken."""
-        return self._given - self._taken
 
     # -- the loop's side --------------------------------------------------------
 
@@ -91,7 +89,12 @@ class Handoff:
         if self._over(1) and self.consumer is not None:
             self._full = True
             self.consumer.set_backlogged(True)
-        self._put(items)
+        if self.callback is None:
+            self._put(items)
+            return
+        put, run = self._put, self.run
+        for msg in items:
+            put((run, msg))
 
     def _over(self, fraction: int) -> bool:
         return (self._given - self._taken >= HIGH_MESSAGES // fraction

@@ -325,12 +325,7 @@ class BlockingChannel:
         """Register ``callback(message)`` for the deliveries of ``queue``; it
         runs in the thread that calls :meth:`start_consuming` (or the
         connection's ``process_data_events``).  Returns the consumer tag."""
-        put = self._io.events.put
-
-        def as_events(item: Any) -> None:  # one event per message, run by the handoff
-            _as_events(put, handoff.run, item)
-
-        handoff = Handoff(as_events, callback)
+        handoff = Handoff(self._io.events.put, callback)
         consumer = self._io.run(self._start_consumer, queue, handoff, no_ack, exclusive, arguments)
         tag = consumer.consumer_tag or ""
         self._consumers[tag] = consumer
@@ -400,12 +395,3 @@ class BlockingChannel:
     def __repr__(self) -> str:
         return f"<aiorabbit.blocking.BlockingChannel {self._channel!r}>"
 
-
-def _as_events(put: Callable[[Any], None], run: Callable[[IncomingMessage], None], item: Any) -> None:
-    """A consumer's deliveries (or its end) as events of the connection,
-    one per message, that ``run`` handles."""
-    if isinstance(item, BaseException):
-        put(item)
-        return
-    for msg in item:
-        put((run, msg))
